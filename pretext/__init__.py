@@ -1,0 +1,1 @@
+"""Label-free pretext objectives (UnNAS): rotation, jigsaw, colorization."""

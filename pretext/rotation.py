@@ -1,0 +1,40 @@
+"""Rotation prediction: every image contributes all four rotations (0, 90, 180, 270 degrees),
+so the batch is four times larger; the label of ``rot90(x, k)`` is ``k``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unnas.objectives.base import Objective, accuracy
+from unnas.registry import OBJECTIVES
+
+
+def rotate_batch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, C, H, W)`` -> ``(4B, C, H, W)`` ordered ``[rot0(x), rot90(x), rot180(x), rot270(x)]``
+    (counter-clockwise quarter turns, ``torch.rot90`` over H, W) and labels ``k``."""
+    if x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"rotation needs square images, got {tuple(x.shape[-2:])}")
+    out = torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(4)], dim=0)
+    labels = torch.arange(4, device=x.device).repeat_interleave(x.shape[0])
+    return out, labels
+
+
+@OBJECTIVES.register("rotation")
+class Rotation(Objective):
+    name = "rotation"
+
+    def __init__(self, backbone, info, options=None):
+        super().__init__(backbone, info, options)
+        self.head = nn.Linear(backbone.num_features, 4)
+
+    def train_input(self, images, generator):
+        return rotate_batch(super().train_input(images, generator))[0]
+
+    def forward(self, images, labels=None, generator=None):
+        x = super().train_input(images, generator) if self.training else self.eval_input(images)
+        x, target = rotate_batch(x)
+        logits = self.head(self.backbone.pooled(x))
+        return {"loss": F.cross_entropy(logits, target), "acc": accuracy(logits, target),
+                "n": torch.tensor(target.shape[0])}

@@ -1,0 +1,204 @@
+"""Run configuration: frozen dataclasses are the schema and hold the defaults.
+
+A YAML file and dotted overrides (``train.epochs=3``) merge on top through OmegaConf
+structured configs. Unknown keys and wrong types are rejected with the key's path and the
+allowed keys. Objectives register their own option dataclass (``OBJECTIVES.register(name,
+config=Cls)``); it appears as a top-level section named after the objective (``moco.queue_size``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from unnas.errors import UserError
+from unnas.registry import OBJECTIVES
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "digits"
+    root: str = ""  # folder of the dataset files; "" = the dataset's default location
+    image_size: int = 16  # resize target for datasets without a native size (digits)
+    val_fraction: float = 0.1  # carved from train, stratified
+    test_fraction: float = 0.2  # only for datasets without an official test split
+    subset_per_class: int = 0  # keep at most this many training images per class (0 = all)
+    imbalance: float = 1.0  # long-tail imbalance ratio rho (1 = balanced)
+    download: bool = False  # torchvision datasets only
+    seed: int = 0  # split / subset randomness
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    generator: str = "randwire-ws"
+    params: dict[str, Any] = field(default_factory=dict)  # fixed generator parameters
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 4
+    steps: int = 0  # > 0: budget in optimizer steps instead of epochs
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 0.0
+    precise_bn: int = 512  # samples used to recompute BN statistics after training (0 = off)
+    grad_clip: float = 0.0  # max gradient norm (0 = off)
+    channels_last: bool = True
+    amp: bool = True  # autocast on CUDA only
+    deterministic: bool = True
+    threads: int = 0  # torch intra-op threads (0 = leave torch's default)
+    time_limit: float = 0.0  # seconds per job (0 = none)
+    checkpoint: bool = True  # write a checkpoint at the end of every epoch
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    score: str = "knn"  # label-free score: knn | pretext
+    knn_k: int = 200
+    knn_t: float = 0.1
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = ""  # run folder name; "" = derived from the options
+    runs_dir: str = "runs"
+    pretext: str = "rotation"  # comma-separated objectives
+    num_archs: int = 8
+    seeds: int = 1  # training seeds per candidate
+    master_seed: int = 0  # seeds the population sample
+    supervised: bool = True  # also train the supervised reference
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    wandb: str = "disabled"  # disabled | offline | online
+    wandb_project: str = "unnas"
+    executor: str = "local"
+    workers: int = 0
+    threads_per_worker: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    objectives: dict[str, Any] = field(default_factory=dict)  # name -> option dataclass
+
+
+_SECTIONS = ("data", "model", "train", "eval", "run")
+
+
+def _objective_configs() -> dict[str, type]:
+    out = {}
+    for name in OBJECTIVES.names():
+        cls = OBJECTIVES.meta(name).get("config")
+        if cls is not None:
+            out[name] = cls
+    return out
+
+
+def schema() -> DictConfig:
+    """The full structured schema (core sections plus each objective's section)."""
+    base = {s: OmegaConf.structured(getattr(Config(), s).__class__) for s in _SECTIONS}
+    for name, cls in _objective_configs().items():
+        base[name] = OmegaConf.structured(cls)
+    cfg = OmegaConf.create(base)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def _allowed_keys(cfg: DictConfig, path: str) -> list[str]:
+    node: Any = cfg
+    allowed: list[str] = list(cfg.keys())
+    for part in path.split(".")[:-1] if path else []:
+        if isinstance(node, DictConfig) and part in node:
+            node = node[part]
+            allowed = list(node.keys()) if isinstance(node, DictConfig) else []
+        else:
+            break
+    return [str(a) for a in allowed]
+
+
+def _merge(cfg: DictConfig, other: DictConfig | dict, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(cfg, other)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "?"
+        msg = str(e).splitlines()[0]
+        if "not in struct" in msg or "Key '" in msg and "not" in msg:
+            allowed = [k for k in _allowed_keys(cfg, key)]
+            if key.startswith("model.params"):
+                allowed = None
+            raise UserError(f"{source} key {key}", None, allowed, message="unknown key") from None
+        raise UserError(f"{source} key {key}", None, None, message=msg) from None
+
+
+def load(path: str | Path | None = None, overrides: Iterable[str] = (), base: dict | None = None) -> Config:
+    """Merge defaults <- ``base`` (e.g. CLI options) <- YAML file <- dotted overrides."""
+    cfg = schema()
+    if base:
+        cfg = _merge(cfg, OmegaConf.create(base), "option")
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError("--config", str(path), "an existing YAML file", message="file not found")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError("--config", str(path), None, message=f"not valid YAML ({e.__class__.__name__})") from None
+        if not isinstance(data, dict):
+            raise UserError("--config", str(path), "a mapping of sections", message="not a mapping")
+        cfg = _merge(cfg, OmegaConf.create(data), str(path))
+    overrides = list(overrides)
+    for item in overrides:
+        if "=" not in item:
+            raise UserError("override", item, "key=value, e.g. train.epochs=3", message="not of the form key=value")
+    if overrides:
+        try:
+            dot = OmegaConf.from_dotlist(overrides)
+        except OmegaConfBaseException as e:
+            raise UserError("override", overrides, None, message=str(e).splitlines()[0]) from None
+        cfg = _merge(cfg, dot, "override")
+    return to_config(cfg)
+
+
+def to_config(cfg: DictConfig) -> Config:
+    sections = {s: OmegaConf.to_object(cfg[s]) for s in _SECTIONS}
+    objs = {name: OmegaConf.to_object(cfg[name]) for name in _objective_configs() if name in cfg}
+    # to_object returns instances of the (frozen) dataclasses; model.params stays a plain dict
+    return Config(**sections, objectives=objs)
+
+
+def to_dict(cfg: Config) -> dict:
+    out = {s: dataclasses.asdict(getattr(cfg, s)) for s in _SECTIONS}
+    for name, obj in cfg.objectives.items():
+        out[name] = dataclasses.asdict(obj)
+    return out
+
+
+def from_dict(d: dict) -> Config:
+    """Rebuild a config from its saved dictionary (validated like a YAML file)."""
+    cfg = _merge(schema(), OmegaConf.create(d), "saved config")
+    return to_config(cfg)
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def replace(cfg: Config, **sections: Any) -> Config:
+    """``replace(cfg, train={"epochs": 2})``: a copy with some fields of some sections changed."""
+    d = to_dict(cfg)
+    for sec, vals in sections.items():
+        d[sec] = {**d[sec], **vals}
+    return from_dict(d)

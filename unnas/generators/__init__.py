@@ -1,0 +1,1 @@
+"""Network generators g(params, seed) -> Backbone. Every module here registers its generators."""

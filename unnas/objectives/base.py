@@ -1,0 +1,103 @@
+"""Objective contract.
+
+An objective is an ``nn.Module`` that owns the backbone plus its own heads. It is built with
+``build_objective(name, backbone, info, options)`` and trained by the one engine loop:
+
+* ``forward(images, labels, generator) -> {"loss", "acc", "n"}`` takes a uint8 batch
+  ``(B, C, H, W)``; label-free objectives receive ``labels=None`` (the engine never passes
+  labels to an objective whose ``uses_labels`` is False). ``acc`` is the objective's own
+  accuracy on the batch (a 0-dim tensor in [0, 1]) over ``n`` predictions.
+* ``after_step()`` runs after each optimizer step (MoCo's momentum update).
+* ``eval_input(images)`` is the float tensor the backbone sees for feature extraction;
+  ``train_input(images, generator)`` the one it sees in training (used for precise BN).
+* ``input_channels(data_channels)`` (class method) is the channel count the backbone must be
+  built with (colorization: 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from unnas.data.augment import standard_augment, to_float
+from unnas.errors import UserError
+from unnas.registry import OBJECTIVES
+from unnas.spec import Backbone
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What an objective needs to know about the data."""
+
+    channels: int
+    num_classes: int
+    image_size: tuple[int, int]
+    mean: Sequence[float]
+    std: Sequence[float]
+
+    @classmethod
+    def of(cls, data) -> "DataInfo":
+        return cls(data.channels, data.num_classes, data.image_size, tuple(data.mean), tuple(data.std))
+
+
+class Objective(nn.Module):
+    name: str = ""
+    uses_labels: bool = False
+    needs_spatial: bool = False  # requires a (B, C, h, w) feature map from the backbone
+
+    def __init__(self, backbone: Backbone, info: DataInfo, options: Any = None):
+        super().__init__()
+        if self.needs_spatial and not getattr(backbone, "has_spatial", True):
+            raise UserError("--pretext", self.name, "objectives that work on pooled features",
+                            message=f"{type(backbone).__name__} has no spatial feature map, "
+                                    f"which {self.name} needs")
+        self.backbone = backbone
+        self.info = info
+        self.options = options
+
+    @classmethod
+    def input_channels(cls, data_channels: int) -> int:
+        return data_channels
+
+    @classmethod
+    def check_data(cls, info: DataInfo) -> None:
+        """Raise :class:`UserError` if the objective cannot work on this data."""
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return to_float(images, self.info.mean, self.info.std)
+
+    def eval_input(self, images: torch.Tensor) -> torch.Tensor:
+        return self.normalize(images)
+
+    def train_input(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return self.normalize(standard_augment(images, generator))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features for evaluation (kNN, probes)."""
+        return self.backbone.pooled(self.eval_input(images))
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:  # pragma: no cover
+        raise TypeError(f"objective {self.name} does not define forward")
+
+    def after_step(self) -> None:
+        pass
+
+
+def objective_class(name: str) -> type[Objective]:
+    return OBJECTIVES.get(name)
+
+
+def build_objective(name: str, backbone: Backbone, info: DataInfo, options: Any = None) -> Objective:
+    cls = objective_class(name)
+    if options is None:
+        opt_cls = OBJECTIVES.meta(name).get("config")
+        options = opt_cls() if opt_cls is not None else None
+    return cls(backbone, info, options)
+
+
+def accuracy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(dim=1) == target).float().mean()
