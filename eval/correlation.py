@@ -1,0 +1,545 @@
+"""Agreement between a label-free score and a supervised reference.
+
+All functions are pure: array-likes in, plain ``dict`` / ``float`` / ``list``
+values out (no NumPy scalars in the returned dictionaries), so results can be
+passed to :func:`json.dumps` directly.  For both vectors *higher is better*;
+negate an error before passing it.
+
+Candidates whose score or reference is missing (``None``, NaN or +-inf, e.g.
+a failed training run) are dropped pairwise and counted in ``n_dropped``.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+from typing import Any, Hashable, Iterable, NamedTuple, Sequence
+
+import numpy as np
+from scipy import stats
+from scipy.special import gammaln
+
+__all__ = [
+    "agreement",
+    "aggregate_seeds",
+    "random_experiment",
+    "resolve_k",
+    "top_k_indices",
+    "pairwise_accuracy",
+    "SeedAggregate",
+]
+
+_NAN = float("nan")
+# Elements per chunk of the O(n_draws * n) vectorised kernels.
+_CHUNK = 1 << 20
+
+
+# --------------------------------------------------------------------------- #
+# helpers
+# --------------------------------------------------------------------------- #
+def _as_float(x: Any, name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=float)  # None -> nan
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-d vector, got shape {arr.shape}")
+    return arr
+
+
+def _paired(score: Any, reference: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    s = _as_float(score, "score")
+    r = _as_float(reference, "reference")
+    if s.shape != r.shape:
+        raise ValueError(f"score and reference differ in length: {s.size} != {r.size}")
+    keep = np.isfinite(s) & np.isfinite(r)
+    return s[keep], r[keep], int(s.size - keep.sum())
+
+
+def _is_constant(x: np.ndarray) -> bool:
+    return x.size == 0 or bool(np.all(x == x[0]))
+
+
+def _rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r of each row of ``x`` with the same row of ``y`` (2-d arrays)."""
+    xc = x - x.mean(axis=1, keepdims=True)
+    yc = y - y.mean(axis=1, keepdims=True)
+    sxy = np.einsum("ij,ij->i", xc, yc)
+    sxx = np.einsum("ij,ij->i", xc, xc)
+    syy = np.einsum("ij,ij->i", yc, yc)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # sqrt(a*b) rather than sqrt(a)*sqrt(b): identical rows give exactly 1.
+        r = sxy / np.sqrt(sxx * syy)
+    return np.clip(r, -1.0, 1.0)
+
+
+def _corrs(s: np.ndarray, r: np.ndarray) -> tuple[float, float, float]:
+    """(Spearman rho, Kendall tau-b, Pearson r); NaN if either side is constant."""
+    if s.size < 2 or _is_constant(s) or _is_constant(r):
+        return _NAN, _NAN, _NAN
+    rho = float(_snap_unit(stats.spearmanr(s, r).statistic))
+    tau = float(_snap_unit(stats.kendalltau(s, r, variant="b").statistic))
+    pr = float(stats.pearsonr(s, r).statistic)
+    return rho, tau, pr
+
+
+def _resample_ranks(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Average ranks of ``values[idx]`` within each row, without sorting rows.
+
+    Equal to ``scipy.stats.rankdata(values[idx], axis=1)``: a resample only
+    repeats original candidates, so ranks follow from per-row counts of the
+    original tie groups (one sort of ``values`` instead of one per row).
+    """
+    n_rows = idx.shape[0]
+    order = np.argsort(values, kind="stable")
+    sv = values[order]
+    gid_sorted = np.cumsum(np.r_[True, sv[1:] != sv[:-1]]) - 1
+    n_groups = int(gid_sorted[-1]) + 1
+    gid = np.empty(values.size, dtype=np.intp)
+    gid[order] = gid_sorted
+    g = gid[idx]
+    flat = (g + n_groups * np.arange(n_rows)[:, None]).ravel()
+    counts = np.bincount(flat, minlength=n_rows * n_groups).reshape(n_rows, n_groups)
+    before = np.cumsum(counts, axis=1) - counts
+    return np.take_along_axis(before + (counts + 1) / 2.0, g, axis=1)
+
+
+def _snap_unit(x):
+    """Round rank correlations within a few ulp of +-1 to exactly +-1.
+
+    Spearman's rho and Kendall's tau-b are ratios of integers (or half
+    integers), so a value that close to +-1 is +-1 up to floating-point
+    rounding (SciPy's tau-b, for one, divides by two square roots).
+    """
+    x = np.asarray(x, dtype=float)
+    return np.where(np.abs(np.abs(x) - 1.0) <= 1e-14, np.sign(x), x)
+
+
+def _interval(values: np.ndarray, ci: float) -> tuple[float, float]:
+    if values.size == 0:
+        return _NAN, _NAN
+    lo, hi = np.percentile(values, [50.0 * (1.0 - ci), 50.0 * (1.0 + ci)])
+    return float(lo), float(hi)
+
+
+def resolve_k(spec: int | float, n: int) -> int:
+    """Number of candidates meant by a top-k specification.
+
+    An ``int`` is a count; a ``float`` in (0, 1] is a fraction of ``n``,
+    rounded up.  The result is clipped to ``[1, n]`` (0 when ``n == 0``).
+    """
+    if isinstance(spec, (bool, np.bool_)):
+        raise ValueError(f"top_k: expected an int count or a float fraction, got {spec!r}")
+    if isinstance(spec, (int, np.integer)):
+        if spec < 1:
+            raise ValueError(f"top_k: count must be >= 1, got {spec}")
+        k = int(spec)
+    elif isinstance(spec, (float, np.floating)):
+        if not 0.0 < float(spec) <= 1.0:
+            raise ValueError(f"top_k: fraction must be in (0, 1], got {spec}")
+        k = math.ceil(float(spec) * n)
+    else:
+        raise ValueError(f"top_k: expected an int count or a float fraction, got {spec!r}")
+    return int(min(max(k, 1), n))
+
+
+def top_k_indices(values: Any, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest values; ties go to the lower index."""
+    v = np.asarray(values, dtype=float)
+    order = np.argsort(-v, kind="stable")
+    return order[:k]
+
+
+def _tied_pairs(*columns: np.ndarray) -> int:
+    """Number of pairs equal in every given column."""
+    if len(columns) == 1:
+        _, c = np.unique(columns[0], return_counts=True)
+    else:
+        _, c = np.unique(np.stack(columns, axis=1), axis=0, return_counts=True)
+    c = c.astype(np.int64)
+    return int(np.sum(c * (c - 1) // 2))
+
+
+def pairwise_accuracy(score: Any, reference: Any) -> tuple[float, int]:
+    """Fraction of pairs ordered by ``score`` the same way as by ``reference``.
+
+    Only pairs with ``reference[i] != reference[j]`` count; a pair tied in
+    ``score`` counts 0.5.  Returns ``(accuracy, number_of_counted_pairs)``;
+    accuracy is NaN when no pair qualifies.  Inputs must already be finite.
+
+    Runs in O(n log n): the concordant-minus-discordant count is recovered
+    (as an integer) from SciPy's Kendall tau-b and the tie counts.
+    """
+    s = np.asarray(score, dtype=float)
+    r = np.asarray(reference, dtype=float)
+    n = int(s.size)
+    total = n * (n - 1) // 2
+    ties_s, ties_r = _tied_pairs(s), _tied_pairs(r)
+    pairs = total - ties_r  # reference differs
+    if pairs == 0:
+        return _NAN, 0
+    score_only_ties = ties_s - _tied_pairs(s, r)  # score tied, reference differs
+    if ties_s == total:
+        con_minus_dis = 0
+    else:
+        tau = float(stats.kendalltau(s, r, variant="b").statistic)
+        con_minus_dis = round(tau * math.sqrt(total - ties_s) * math.sqrt(total - ties_r))
+    concordant = (pairs - score_only_ties + con_minus_dis) // 2
+    return (concordant + 0.5 * score_only_ties) / pairs, int(pairs)
+
+
+# --------------------------------------------------------------------------- #
+# agreement
+# --------------------------------------------------------------------------- #
+def agreement(
+    score: Any,
+    reference: Any,
+    *,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    n_perm: int = 1000,
+    seed: int = 0,
+    top_k: Sequence[int | float] = (0.1, 0.25),
+) -> dict:
+    """How well ``score`` ranks candidates compared with ``reference``.
+
+    Parameters
+    ----------
+    score, reference
+        One value per candidate architecture, higher is better for both.
+        Missing entries (None/NaN/inf) are dropped pairwise.
+    n_boot
+        Bootstrap resamples of the candidate indices (with replacement) for the
+        percentile confidence intervals.  Resamples in which either side is
+        constant are skipped; ``n_boot_used`` says how many remained.
+    ci
+        Coverage of the percentile interval, e.g. 0.95.
+    n_perm
+        Permutations of the score for the Spearman p-value
+        ``(count(|rho_perm| >= |rho|) + 1) / (n_perm + 1)``.
+    seed
+        Seed of the ``numpy.random.default_rng`` generator used, in this order,
+        for the bootstrap and then the permutations.
+    top_k
+        Each entry an ``int`` count or a ``float`` fraction of ``n`` (rounded
+        up, at least 1).
+
+    Returns
+    -------
+    dict with keys
+
+    - ``n``: candidates used; ``n_dropped``: candidates removed as missing.
+    - ``spearman``: ``{"value", "ci_low", "ci_high", "p_perm"}``.
+    - ``kendall`` (tau-b) and ``pearson``: ``{"value", "ci_low", "ci_high"}``.
+    - ``ci``, ``n_boot``, ``n_boot_used``, ``n_perm``.
+    - ``top_k``: list of ``{"spec", "k", "overlap", "precision_at_k"}``;
+      ``overlap = |top_k(score) & top_k(reference)| / k`` and
+      ``precision_at_k`` is the fraction of the score's top-k found in the
+      reference's top-k set.  Both sets have exactly ``k`` members (ties go to
+      the lower index), so the two numbers coincide.
+    - ``pairwise_accuracy``: fraction of pairs with different reference values
+      that the score orders the same way (score ties count 0.5);
+      ``n_pairs``: number of such pairs.
+
+    With fewer than 3 usable candidates every statistic is NaN.  If one side
+    is constant the correlations, intervals and p-value are NaN.
+    """
+    if not 0.0 < ci < 1.0:
+        raise ValueError(f"ci must be in (0, 1), got {ci}")
+    if n_boot < 0 or n_perm < 0:
+        raise ValueError("n_boot and n_perm must be >= 0")
+    s, r, n_dropped = _paired(score, reference)
+    n = int(s.size)
+
+    def _block(value=_NAN, lo=_NAN, hi=_NAN):
+        return {"value": value, "ci_low": lo, "ci_high": hi}
+
+    out: dict = {
+        "n": n,
+        "n_dropped": n_dropped,
+        "spearman": {**_block(), "p_perm": _NAN},
+        "kendall": _block(),
+        "pearson": _block(),
+        "ci": float(ci),
+        "n_boot": int(n_boot),
+        "n_boot_used": 0,
+        "n_perm": int(n_perm),
+        "top_k": [],
+        "pairwise_accuracy": _NAN,
+        "n_pairs": 0,
+    }
+    specs = [int(k) if isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))
+             else float(k) if isinstance(k, (float, np.floating)) else k for k in top_k]
+    if n < 3:
+        for spec in specs:
+            k = resolve_k(spec, n)
+            out["top_k"].append({"spec": spec, "k": k, "overlap": _NAN, "precision_at_k": _NAN})
+        return out
+
+    # top-k and pairwise accuracy do not need a non-constant score
+    for spec in specs:
+        k = resolve_k(spec, n)
+        top_s = top_k_indices(s, k)
+        top_r = top_k_indices(r, k)
+        common = np.intersect1d(top_s, top_r).size
+        out["top_k"].append({
+            "spec": spec,
+            "k": k,
+            "overlap": common / k,
+            "precision_at_k": float(np.isin(top_s, top_r).mean()),
+        })
+    acc, pairs = pairwise_accuracy(s, r)
+    out["pairwise_accuracy"] = float(acc)
+    out["n_pairs"] = pairs
+
+    rho, tau, pr = _corrs(s, r)
+    if math.isnan(rho):
+        return out
+
+    rng = np.random.default_rng(seed)
+
+    # bootstrap over architectures
+    boot: dict = {"spearman": [], "kendall": [], "pearson": []}
+    rows = max(1, _CHUNK // n)
+    for a in range(0, n_boot, rows):
+        idx = rng.integers(0, n, size=(min(n_boot, a + rows) - a, n))
+        bs, br = s[idx], r[idx]
+        ok = ~(np.all(bs == bs[:, :1], axis=1) | np.all(br == br[:, :1], axis=1))
+        if not ok.any():
+            continue
+        idx, bs, br = idx[ok], bs[ok], br[ok]
+        ranks_s, ranks_r = _resample_ranks(s, idx), _resample_ranks(r, idx)
+        boot["spearman"].append(_snap_unit(_rowwise_pearson(ranks_s, ranks_r)))
+        boot["pearson"].append(_rowwise_pearson(bs, br))
+        boot["kendall"].append(_snap_unit([
+            stats.kendalltau(x, y, variant="b").statistic for x, y in zip(bs, br)
+        ]))
+    boot = {k: np.concatenate(v) if v else np.empty(0) for k, v in boot.items()}
+    out["n_boot_used"] = int(boot["spearman"].size)
+
+    for name, value in (("spearman", rho), ("kendall", tau), ("pearson", pr)):
+        lo, hi = _interval(boot[name], ci)
+        out[name].update(value=value, ci_low=lo, ci_high=hi)
+
+    # permutation p-value for Spearman: permuting ranks leaves them ranks
+    if n_perm:
+        rs = stats.rankdata(s)
+        rr = stats.rankdata(r)
+        extreme = 0
+        rows = max(1, _CHUNK // n)
+        tol = 1e-12 * max(1.0, abs(rho))
+        for a in range(0, n_perm, rows):
+            b = min(n_perm, a + rows)
+            perm = rng.permuted(np.broadcast_to(rs, (b - a, n)), axis=1)
+            rho_perm = _rowwise_pearson(perm, np.broadcast_to(rr, (b - a, n)))
+            extreme += int(np.sum(np.abs(rho_perm) >= abs(rho) - tol))
+        out["spearman"]["p_perm"] = (extreme + 1) / (n_perm + 1)
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# several seeds per architecture
+# --------------------------------------------------------------------------- #
+class SeedAggregate(NamedTuple):
+    """Per-architecture means over seeds (unpacks as a 4-tuple)."""
+
+    arch_ids: list
+    mean_score: np.ndarray
+    mean_ref: np.ndarray
+    noise_ceiling: float
+
+
+def aggregate_seeds(rows: Iterable[tuple[Hashable, Hashable, Any, Any]]) -> SeedAggregate:
+    """Average scores over seeds and estimate the seed-to-seed reliability.
+
+    Parameters
+    ----------
+    rows
+        ``(arch_id, seed, score, ref)`` tuples.  Missing values (None/NaN/inf)
+        are ignored; repeated ``(arch_id, seed)`` rows are averaged.
+
+    Returns
+    -------
+    SeedAggregate(arch_ids, mean_score, mean_ref, noise_ceiling)
+        ``arch_ids`` in order of first appearance; ``mean_score`` and
+        ``mean_ref`` are float arrays aligned with it (mean over that arch's
+        finite values, NaN if none).  ``noise_ceiling`` is the mean, over all
+        pairs of seeds, of the Spearman correlation between the two seeds'
+        score vectors, computed on the architectures that have a finite score
+        for both seeds (pairs with fewer than 3 such architectures, or a
+        constant side, are skipped).  It bounds how well any reference can
+        agree with a single-seed score.  NaN with fewer than 2 seeds or no
+        usable pair.
+    """
+    arch_index: dict = {}
+    seed_index: dict = {}
+    cells: dict = {}  # (arch_pos, seed_pos) -> [sum, count]
+    ref_sum: list[float] = []
+    ref_cnt: list[int] = []
+    for row in rows:
+        arch, sd, sc, rf = row
+        a = arch_index.setdefault(arch, len(arch_index))
+        if a == len(ref_sum):
+            ref_sum.append(0.0)
+            ref_cnt.append(0)
+        k = seed_index.setdefault(sd, len(seed_index))
+        sc = _NAN if sc is None else float(sc)
+        rf = _NAN if rf is None else float(rf)
+        if math.isfinite(rf):
+            ref_sum[a] += rf
+            ref_cnt[a] += 1
+        if math.isfinite(sc):
+            cell = cells.setdefault((a, k), [0.0, 0])
+            cell[0] += sc
+            cell[1] += 1
+
+    n_arch, n_seed = len(arch_index), len(seed_index)
+    table = np.full((n_arch, n_seed), np.nan)
+    for (a, k), (total, count) in cells.items():
+        table[a, k] = total / count
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        counts = np.isfinite(table).sum(axis=1)
+        mean_score = np.where(counts > 0, np.nansum(table, axis=1) / np.maximum(counts, 1), np.nan)
+        mean_ref = np.array([t / c if c else _NAN for t, c in zip(ref_sum, ref_cnt)], dtype=float)
+
+    rhos = []
+    for i, j in combinations(range(n_seed), 2):
+        both = np.isfinite(table[:, i]) & np.isfinite(table[:, j])
+        if both.sum() < 3:
+            continue
+        rho = _corrs(table[both, i], table[both, j])[0]
+        if not math.isnan(rho):
+            rhos.append(rho)
+    ceiling = float(np.mean(rhos)) if rhos else _NAN
+    return SeedAggregate(list(arch_index), mean_score, mean_ref, ceiling)
+
+
+# --------------------------------------------------------------------------- #
+# random experiment
+# --------------------------------------------------------------------------- #
+def _default_ms(n: int) -> list[int]:
+    ms = []
+    m = 1
+    while m < n:
+        ms.append(m)
+        m *= 2
+    if n >= 1:
+        ms.append(n)
+    return ms
+
+
+def _best_of_m_weights(order_values: np.ndarray, m: int) -> np.ndarray:
+    """P(candidate i has the largest ``order_values`` in a uniform m-subset).
+
+    The candidate of ascending rank ``t`` (1-based) wins with probability
+    ``C(t-1, m-1) / C(n, m)``; tied candidates share their group's mass.
+    """
+    n = order_values.size
+    order = np.argsort(order_values, kind="stable")
+    t = np.arange(1, n + 1, dtype=float)
+    w_sorted = np.zeros(n)
+    ok = t >= m
+    tt = t[ok]
+    log_c_nm = gammaln(n + 1) - gammaln(m + 1) - gammaln(n - m + 1)
+    w_sorted[ok] = np.exp(gammaln(tt) - gammaln(tt - m + 1) - gammaln(m) - log_c_nm)
+    # spread mass evenly inside tie groups of the sorted values
+    sv = order_values[order]
+    _, start, counts = np.unique(sv, return_index=True, return_counts=True)
+    group_mass = np.add.reduceat(w_sorted, start)
+    w_sorted = np.repeat(group_mass / counts, counts)
+    w = np.empty(n)
+    w[order] = w_sorted
+    return w / w.sum()
+
+
+def _moments(values: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    mean = float(np.dot(weights, values))
+    var = float(np.dot(weights, (values - mean) ** 2))
+    return mean, math.sqrt(max(var, 0.0))
+
+
+def random_experiment(
+    score: Any,
+    reference: Any,
+    *,
+    ms: Iterable[int] | None = None,
+    n_draws: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """The "random experiment": pick the best of m random candidates.
+
+    For every subset size ``m`` (default 1, 2, 4, ... below ``n``, then ``n``)
+    ``n_draws`` subsets of ``m`` distinct candidates are drawn.  In each subset
+    three candidates are chosen and their *reference* values recorded:
+
+    - ``proxy``: the one with the highest score (score ties: the first in the
+      random subset order, i.e. uniformly at random);
+    - ``oracle``: the one with the highest reference;
+    - ``random``: a uniformly random member.
+
+    Subsets for different ``m`` are nested prefixes of the same random
+    permutations (each is still a uniform m-subset), which keeps the curves
+    smooth in ``m``.  Missing pairs are dropped first.
+
+    Returns
+    -------
+    dict with ``m`` (list of ints), ``n``, ``n_dropped``, ``n_draws``,
+    ``population_mean`` and ``population_std`` of the reference, and for each
+    of ``"proxy"``, ``"oracle"``, ``"random"`` a dict of lists aligned with
+    ``m``: ``mean`` and ``std`` over the draws (Monte Carlo), and
+    ``expected`` and ``expected_std``, the exact mean and standard deviation
+    of the same quantity over all m-subsets (computed from order statistics).
+    """
+    s, r, n_dropped = _paired(score, reference)
+    n = int(s.size)
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be >= 1, got {n_draws}")
+    if ms is None:
+        m_list = _default_ms(n)
+    else:
+        m_list = sorted({int(m) for m in ms})
+        bad = [m for m in m_list if not 1 <= m <= n]
+        if bad:
+            raise ValueError(f"ms: every m must be in [1, {n}], got {bad}")
+
+    names = ("proxy", "oracle", "random")
+    out: dict = {
+        "m": m_list,
+        "n": n,
+        "n_dropped": n_dropped,
+        "n_draws": int(n_draws),
+        "population_mean": float(r.mean()) if n else _NAN,
+        "population_std": float(r.std()) if n else _NAN,
+    }
+    curves = {k: {"mean": [], "std": [], "expected": [], "expected_std": []} for k in names}
+    if not m_list:
+        out.update(curves)
+        return out
+
+    rng = np.random.default_rng(seed)
+    m_max = m_list[-1]
+    picked = {k: np.empty((len(m_list), n_draws)) for k in names}
+    rows = max(1, _CHUNK // n)
+    for a in range(0, n_draws, rows):
+        b = min(n_draws, a + rows)
+        subset = rng.permuted(np.broadcast_to(np.arange(n), (b - a, n)), axis=1)[:, :m_max]
+        ss, rr = s[subset], r[subset]
+        for i, m in enumerate(m_list):
+            best = np.argmax(ss[:, :m], axis=1)
+            picked["proxy"][i, a:b] = rr[np.arange(b - a), best]
+            picked["oracle"][i, a:b] = rr[:, :m].max(axis=1)
+            pos = rng.integers(0, m, size=b - a)
+            picked["random"][i, a:b] = rr[np.arange(b - a), pos]
+
+    uniform = np.full(n, 1.0 / n)
+    for i, m in enumerate(m_list):
+        exact = {
+            "proxy": _moments(r, _best_of_m_weights(s, m)),
+            "oracle": _moments(r, _best_of_m_weights(r, m)),
+            "random": _moments(r, uniform),
+        }
+        for k in names:
+            curves[k]["mean"].append(float(picked[k][i].mean()))
+            curves[k]["std"].append(float(picked[k][i].std()))
+            curves[k]["expected"].append(exact[k][0])
+            curves[k]["expected_std"].append(exact[k][1])
+    out.update(curves)
+    return out
