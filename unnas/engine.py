@@ -1,0 +1,260 @@
+"""One training loop for every objective, with checkpoint/resume and precise BN.
+
+``train`` runs SGD (Nesterov momentum, weight decay) under a cosine schedule with linear
+warm-up for a budget in epochs or steps. Randomness (epoch order, augmentations) comes from one
+``torch.Generator`` seeded with ``seed``; weight initialisation is the caller's business.
+At the end of every epoch the full state (objective with its heads and buffers, optimizer,
+scheduler, generator and torch RNG states, history, config) is written atomically, so a
+resumed run ends bit-identical to an uninterrupted one in deterministic mode.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from unnas.data.core import Split
+from unnas.errors import DivergedError, UserError
+
+Sampler = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
+Progress = Callable[[int, int, dict], None]
+
+
+class JobTimeout(RuntimeError):
+    """The job exceeded its time limit."""
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)  # one dict per epoch
+    steps: int = 0
+    resumed_from_epoch: int = 0
+    seconds: float = 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU. Validates explicit names."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError("--device", name, "auto, cpu, cuda, cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device", name, "auto or cpu on this machine", message="CUDA is not available")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError("--device", name, "auto, cpu, cuda, cuda:N")
+    return dev
+
+
+def random_order(labels: torch.Tensor, epoch: int, generator: torch.Generator) -> torch.Tensor:
+    """Instance-balanced sampling: a fresh permutation every epoch."""
+    return torch.randperm(labels.shape[0], generator=generator)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Full batches only (BN needs them); a dataset smaller than a batch gives one batch."""
+    return max(1, n // batch_size)
+
+
+def cosine_lambda(total: int, warmup: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+    return f
+
+
+# ------------------------------------------------------------------ checkpoints
+def save_atomic(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint safely (``weights_only=True``: no code from the file can run)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - every failure means "not a usable checkpoint"
+        raise UserError("checkpoint", str(path), "a checkpoint written by unnas",
+                        message=f"refused or unreadable ({e.__class__.__name__}: {str(e).splitlines()[0][:120]})") from None
+
+
+def _checkpoints(ckpt_dir: Path) -> list[Path]:
+    return sorted(ckpt_dir.glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]), reverse=True)
+
+
+def latest_checkpoint(ckpt_dir: Path, log: Callable[[str], None] | None = None) -> dict | None:
+    """Newest readable epoch checkpoint; unreadable ones are reported and skipped."""
+    for p in _checkpoints(ckpt_dir):
+        try:
+            return load_checkpoint(p)
+        except UserError as e:
+            if log:
+                log(f"skipping checkpoint: {e}")
+    return None
+
+
+# ------------------------------------------------------------------ BN
+def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
+@torch.no_grad()
+def precise_bn(objective: nn.Module, split: Split, num_samples: int, batch_size: int,
+               generator: torch.Generator, device: torch.device) -> None:
+    """Recompute BN running statistics as the exact average over ``num_samples`` training inputs
+    (as the backbone sees them in training), instead of the EMA accumulated during training."""
+    bns = _bn_layers(objective.backbone)
+    if not bns or num_samples <= 0:
+        return
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average = exact mean over batches
+    was = objective.training
+    objective.train()
+    n = min(num_samples, len(split))
+    idx = torch.randperm(len(split), generator=generator)[:n]
+    for s in range(0, n, batch_size):
+        b = idx[s:s + batch_size]
+        x = objective.train_input(split.images[b].to(device), generator)
+        objective.backbone.pooled(x)
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    objective.train(was)
+
+
+# ------------------------------------------------------------------ training
+def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str | torch.device = "cpu",
+          checkpoint_dir: str | Path | None = None, progress: Progress | None = None,
+          sampler: Sampler | None = None, config: dict | None = None,
+          log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train ``objective`` on ``split`` following ``cfg`` (a :class:`~unnas.config.TrainConfig`)."""
+    if cfg.epochs < 0 or cfg.steps < 0:
+        raise UserError("train.epochs", cfg.epochs, "a non-negative number of epochs (or train.steps > 0)")
+    if cfg.batch_size <= 0:
+        raise UserError("train.batch_size", cfg.batch_size, "a positive integer")
+    device = torch.device(device) if not isinstance(device, torch.device) else device
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    sampler = sampler or random_order
+    uses_labels = bool(getattr(objective, "uses_labels", False))
+    objective.to(device)
+    if cfg.channels_last and device.type == "cpu":
+        objective.to(memory_format=torch.channels_last)
+    spe = steps_per_epoch(len(split), cfg.batch_size)
+    total = cfg.steps if cfg.steps > 0 else cfg.epochs * spe
+    epochs = math.ceil(total / spe) if total else 0
+    params = [p for p in objective.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                          nesterov=cfg.nesterov and cfg.momentum > 0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(total, int(round(cfg.warmup_epochs * spe))))
+    gen = torch.Generator().manual_seed(int(seed))
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    result = TrainResult()
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
+    start_epoch, step = 0, 0
+    if ckpt_dir is not None and ckpt_dir.is_dir():
+        state = latest_checkpoint(ckpt_dir, log)
+        if state is not None:
+            objective.load_state_dict(state["objective"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            start_epoch, step = int(state["epoch"]), int(state["step"])
+            result.history = list(state["history"])
+            result.resumed_from_epoch = start_epoch
+    t0 = time.perf_counter()
+    labels_all = split.labels
+    for epoch in range(start_epoch, epochs):
+        objective.train()
+        order = sampler(labels_all, epoch, gen)
+        n_steps = min(spe, total - step, max(1, len(order) // cfg.batch_size))
+        loss_sum, acc_sum, cnt = 0.0, 0.0, 0
+        te = time.perf_counter()
+        for i in range(n_steps):
+            b = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            images = split.images[b].to(device, non_blocking=True)
+            labels = labels_all[b].to(device) if uses_labels else None
+            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
+                out = objective(images, labels, gen)
+            loss = out["loss"]
+            if not torch.isfinite(loss.detach()):
+                raise DivergedError(step, float(loss.detach()))
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                if cfg.grad_clip > 0:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+            sched.step()
+            objective.after_step()
+            step += 1
+            loss_sum += float(loss.detach())
+            acc_sum += float(out["acc"])
+            cnt += 1
+            if progress is not None:
+                progress(step, total, {"epoch": epoch + 1, "loss": float(loss.detach())})
+            if cfg.time_limit and time.perf_counter() - t0 > cfg.time_limit:
+                raise JobTimeout(f"time limit of {cfg.time_limit:g} s reached at step {step}")
+        result.history.append({"epoch": epoch + 1, "step": step, "loss": loss_sum / max(cnt, 1),
+                               "acc": acc_sum / max(cnt, 1), "lr": opt.param_groups[0]["lr"],
+                               "seconds": time.perf_counter() - te})
+        if ckpt_dir is not None and cfg.checkpoint:
+            state = {"objective": objective.state_dict(), "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict(), "generator": gen.get_state(),
+                     "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step,
+                     "history": result.history, "config": config or {}}
+            save_atomic(state, ckpt_dir / f"epoch_{epoch + 1}.pt")
+            for old in _checkpoints(ckpt_dir)[2:]:  # keep the two newest
+                old.unlink(missing_ok=True)
+    if cfg.precise_bn and epochs > start_epoch:
+        precise_bn(objective, split, cfg.precise_bn, cfg.batch_size, gen, device)
+    objective.eval()
+    result.steps = step
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+@torch.no_grad()
+def evaluate_objective(objective: nn.Module, split: Split, batch_size: int = 256, seed: int = 0,
+                       device: str | torch.device = "cpu") -> dict[str, float]:
+    """The objective's own loss and accuracy on ``split`` (eval mode, seeded randomness)."""
+    objective.eval()
+    gen = torch.Generator().manual_seed(int(seed))
+    uses_labels = bool(getattr(objective, "uses_labels", False))
+    loss_sum, acc_sum, n_sum = 0.0, 0.0, 0
+    for s in range(0, len(split), batch_size):
+        images = split.images[s:s + batch_size].to(device)
+        labels = split.labels[s:s + batch_size].to(device) if uses_labels else None
+        out = objective(images, labels, gen)
+        n = int(out["n"])
+        loss_sum += float(out["loss"]) * n
+        acc_sum += float(out["acc"]) * n
+        n_sum += n
+    return {"loss": loss_sum / max(n_sum, 1), "acc": acc_sum / max(n_sum, 1), "n": n_sum}
