@@ -112,6 +112,8 @@ def schema() -> DictConfig:
     base = {s: OmegaConf.structured(getattr(Config(), s).__class__) for s in _SECTIONS}
     for name, cls in _objective_configs().items():
         base[name] = OmegaConf.structured(cls)
+    for node in base.values():
+        OmegaConf.set_readonly(node, False)  # frozen dataclasses: the merged result is frozen again
     cfg = OmegaConf.create(base)
     OmegaConf.set_struct(cfg, True)
     return cfg

@@ -1,0 +1,86 @@
+"""``python -m unnas.rank``: rank generated networks by a label-free objective and compare the
+ranking with the supervised one. Argument parsing only; the work is in :mod:`unnas.ranking`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from unnas.errors import UserError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m unnas.rank", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="dotted config overrides, e.g. train.epochs=3 moco.queue_size=1024")
+    p.add_argument("--pretext", help="label-free objective(s), comma-separated (default: run.pretext)")
+    p.add_argument("--generator", help="network generator (default: model.generator)")
+    p.add_argument("--params", nargs="*", default=[], metavar="K=V",
+                   help="fixed generator parameters (YAML values), e.g. nodes=16 k=4")
+    p.add_argument("--num-archs", type=int, help="candidates sampled from the generator")
+    p.add_argument("--seeds", type=int, help="training seeds per candidate")
+    p.add_argument("--master-seed", type=int, help="seed of the population sample")
+    p.add_argument("--data", help="dataset name (digits, fake, mnist, fashion-mnist, cifar10, cifar100, "
+                                  "imagefolder; NAME-lt for the long-tailed variant)")
+    p.add_argument("--data-root", help="dataset folder")
+    p.add_argument("--epochs", type=int, help="training epochs per job")
+    p.add_argument("--steps", type=int, help="training budget in steps (overrides --epochs)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--score", choices=["knn", "pretext"], help="label-free score: kNN accuracy of the "
+                                                              "features or the pretext task's own accuracy")
+    p.add_argument("--no-supervised", action="store_true", help="skip the supervised reference")
+    p.add_argument("--name", help="run folder name under --runs-dir (default: derived from the options)")
+    p.add_argument("--runs-dir", help="where run folders are created (default: runs)")
+    p.add_argument("--config", help="YAML config file (sections data, model, train, eval, run, <objective>)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--wandb", choices=["disabled", "offline", "online"], help="Weights & Biases logging")
+    p.add_argument("--executor", help="local (in-process)")
+    p.add_argument("--workers", type=int, help="worker processes for parallel executors")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    return p
+
+
+def options_to_config(a: argparse.Namespace) -> dict:
+    """Map command-line options onto config sections (only the options that were given)."""
+    import yaml
+
+    base: dict = {"run": {}, "model": {}, "data": {}, "train": {}, "eval": {}}
+    pairs = [("run", "pretext", a.pretext), ("run", "num_archs", a.num_archs), ("run", "seeds", a.seeds),
+             ("run", "master_seed", a.master_seed), ("run", "name", a.name), ("run", "runs_dir", a.runs_dir),
+             ("run", "device", a.device), ("run", "wandb", a.wandb), ("run", "executor", a.executor),
+             ("run", "workers", a.workers), ("model", "generator", a.generator), ("data", "name", a.data),
+             ("data", "root", a.data_root), ("train", "epochs", a.epochs), ("train", "steps", a.steps),
+             ("train", "batch_size", a.batch_size), ("train", "lr", a.lr), ("eval", "score", a.score)]
+    for sec, key, val in pairs:
+        if val is not None:
+            base[sec][key] = val
+    if a.no_supervised:
+        base["run"]["supervised"] = False
+    if a.params:
+        params = {}
+        for item in a.params:
+            if "=" not in item:
+                raise UserError("--params", item, "K=V pairs, e.g. nodes=16")
+            k, v = item.split("=", 1)
+            params[k] = yaml.safe_load(v)
+        base["model"]["params"] = params
+    return {k: v for k, v in base.items() if v}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        from unnas import config
+        from unnas.ranking import run_ranking
+
+        cfg = config.load(args.config, args.overrides, base=options_to_config(args))
+        return run_ranking(cfg, quiet=args.quiet)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
