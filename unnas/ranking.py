@@ -97,7 +97,7 @@ def prepare_run_dir(cfg: Config) -> Path:
 
 
 def run_ranking(cfg: Config, quiet: bool = False) -> int:
-    console = Console(stderr=False, highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     validate(cfg)
     from unnas.population import sample_population
 
