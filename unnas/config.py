@@ -116,6 +116,7 @@ def schema() -> DictConfig:
         OmegaConf.set_readonly(node, False)  # frozen dataclasses: the merged result is frozen again
     cfg = OmegaConf.create(base)
     OmegaConf.set_struct(cfg, True)
+    OmegaConf.set_struct(cfg.model.params, False)  # generator parameters are checked by the generator
     return cfg
 
 

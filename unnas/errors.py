@@ -20,6 +20,8 @@ class UserError(Exception):
             allowed = ", ".join(str(a) for a in allowed)
         self.allowed = allowed
         text = message or f"invalid value {value!r}"
+        if message and value is not None and str(value) not in message:
+            text = f"{message}: {value}"
         parts = [f"{field}: {text}"]
         if allowed:
             parts.append(f"allowed: {allowed}")
