@@ -1,0 +1,136 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from unnas.config import DataConfig, TrainConfig
+from unnas.data import load_dataset
+from unnas.engine import (JobTimeout, cosine_lambda, evaluate_objective, latest_checkpoint, load_checkpoint,
+                          precise_bn, train)
+from unnas.errors import DivergedError, UserError
+from unnas.objectives import DataInfo, build_objective
+from unnas.spec import ArchSpec, build
+
+TINY = ArchSpec("resnet", {"depths": [1, 1], "width": 8}, 0)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset(DataConfig(name="fake", image_size=8, subset_per_class=8))
+
+
+def make(data, name="supervised", seed=0):
+    torch.manual_seed(seed)
+    return build_objective(name, build(TINY, data.channels), DataInfo.of(data))
+
+
+def cfg(**kw):
+    base = dict(epochs=3, batch_size=16, lr=0.05, precise_bn=32, channels_last=False)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("name", ["supervised", "rotation"])
+def test_same_seed_same_loss_curve(data, name):
+    a = train(make(data, name), data.train, cfg(), seed=1)
+    b = train(make(data, name), data.train, cfg(), seed=1)
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+    c = train(make(data, name), data.train, cfg(), seed=2)
+    assert [h["loss"] for h in a.history] != [h["loss"] for h in c.history]
+
+
+def test_resume_after_interruption_equals_uninterrupted(data, tmp_path):
+    ref = make(data)
+    train(ref, data.train, cfg(), seed=3, checkpoint_dir=tmp_path / "a")
+
+    class Stop(Exception):
+        pass
+
+    def crash(step, total, info):
+        if step == 7:  # in the second epoch (5 steps per epoch)
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(make(data), data.train, cfg(), seed=3, checkpoint_dir=tmp_path / "b", progress=crash)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["epoch_1.pt"]
+    torch.manual_seed(999)  # global RNG disturbed between the runs: restored from the checkpoint
+    resumed = make(data, seed=5)  # different init: overwritten by the checkpoint
+    res = train(resumed, data.train, cfg(), seed=3, checkpoint_dir=tmp_path / "b")
+    assert res.resumed_from_epoch == 1
+    for (k, v), (k2, v2) in zip(ref.state_dict().items(), resumed.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k
+
+
+def test_corrupt_newest_checkpoint_falls_back(data, tmp_path):
+    train(make(data), data.train, cfg(epochs=2), seed=0, checkpoint_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_1.pt", "epoch_2.pt"]
+    (tmp_path / "epoch_2.pt").write_bytes(b"truncated")
+    messages = []
+    state = latest_checkpoint(tmp_path, messages.append)
+    assert state["epoch"] == 1 and "epoch_2.pt" in messages[0]
+
+
+def test_steps_budget_and_lr_schedule(data):
+    res = train(make(data), data.train, cfg(epochs=0, steps=7, warmup_epochs=0.2), seed=0)
+    assert res.steps == 7 and res.history[-1]["lr"] == pytest.approx(0.0)
+    f = cosine_lambda(total=10, warmup=2)
+    assert [f(0), f(1)] == [0.5, 1.0]
+    assert f(2) == 1.0 and f(6) == pytest.approx(0.5) and f(10) == pytest.approx(0.0)
+    assert f(4) == pytest.approx(0.5 * (1 + math.cos(math.pi * 2 / 8)))
+
+
+def test_nan_loss_raises_diverged(data):
+    with pytest.raises(DivergedError) as e:
+        train(make(data), data.train, cfg(lr=1e12, epochs=2), seed=0)
+    assert e.value.step >= 0
+
+
+def test_time_limit(data):
+    with pytest.raises(JobTimeout):
+        train(make(data), data.train, cfg(time_limit=1e-9), seed=0)
+
+
+def test_bad_budget_is_user_error(data):
+    with pytest.raises(UserError, match="train.epochs"):
+        train(make(data), data.train, cfg(epochs=-1), seed=0)
+
+
+def test_precise_bn_is_the_exact_mean_over_samples(data):
+    class Probe(nn.Module):  # a backbone that is one BN layer on the input
+        has_spatial = True
+        num_features = 3
+
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm2d(3)
+
+        def pooled(self, x):
+            return self.bn(x).mean(dim=(2, 3))
+
+    class Obj(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = Probe()
+
+        def train_input(self, images, generator):
+            return images.float()
+
+    obj = Obj()
+    precise_bn(obj, data.train, num_samples=len(data.train), batch_size=16, generator=torch.Generator(),
+               device=torch.device("cpu"))
+    x = data.train.images.float()
+    assert torch.allclose(obj.backbone.bn.running_mean, x.mean(dim=(0, 2, 3)), atol=1e-4)
+    # running_var: average of the per-batch unbiased variances (all batches have the same size)
+    per_batch = torch.stack([x[idx].var(dim=(0, 2, 3), unbiased=False) * (16 * 64) / (16 * 64 - 1)
+                             for idx in torch.arange(len(x)).split(16)])
+    assert obj.backbone.bn.running_var.shape == (3,)
+    assert torch.allclose(obj.backbone.bn.running_var.sort().values, per_batch.mean(0).sort().values, rtol=1e-3)
+
+
+def test_evaluate_and_checkpoint_is_safe_to_load(data, tmp_path):
+    obj = make(data)
+    train(obj, data.train, cfg(epochs=1), seed=0, checkpoint_dir=tmp_path, config={"a": 1})
+    state = load_checkpoint(tmp_path / "epoch_1.pt")
+    assert state["config"] == {"a": 1} and state["epoch"] == 1
+    out = evaluate_objective(obj, data.test, batch_size=32)
+    assert out["n"] == len(data.test) and 0 <= out["acc"] <= 1
