@@ -6,8 +6,15 @@ from torch import nn
 
 from unnas.config import DataConfig, TrainConfig
 from unnas.data import load_dataset
-from unnas.engine import (JobTimeout, cosine_lambda, evaluate_objective, latest_checkpoint, load_checkpoint,
-                          precise_bn, train)
+from unnas.engine import (
+    JobTimeout,
+    cosine_lambda,
+    evaluate_objective,
+    latest_checkpoint,
+    load_checkpoint,
+    precise_bn,
+    train,
+)
 from unnas.errors import DivergedError, UserError
 from unnas.objectives import DataInfo, build_objective
 from unnas.spec import ArchSpec, build
