@@ -233,7 +233,7 @@ def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str
             save_atomic(state, ckpt_dir / f"epoch_{epoch + 1}.pt")
             for old in _checkpoints(ckpt_dir)[2:]:  # keep the two newest
                 old.unlink(missing_ok=True)
-    if cfg.precise_bn and epochs > start_epoch:
+    if cfg.precise_bn and epochs > 0:  # also after resuming from the last epoch: checkpoints precede it
         precise_bn(objective, split, cfg.precise_bn, cfg.batch_size, gen, device)
     objective.eval()
     result.steps = step
