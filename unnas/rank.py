@@ -36,8 +36,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config file (sections data, model, train, eval, run, <objective>)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--wandb", choices=["disabled", "offline", "online"], help="Weights & Biases logging")
-    p.add_argument("--executor", help="local (in-process)")
-    p.add_argument("--workers", type=int, help="worker processes for parallel executors")
+    p.add_argument("--executor", help="local (one job at a time in this process, the default) | pool "
+                                      "(worker processes on this machine) | ray (Ray tasks; needs unnas[ray])")
+    p.add_argument("--workers", type=int, help="parallel jobs for pool / ray (default: cores // threads per job)")
+    p.add_argument("--threads-per-worker", type=int,
+                   help="intra-op threads of every job on every executor (default 1 in deterministic mode: "
+                        "CPU results depend on it, so keep it fixed to compare executors)")
+    p.add_argument("--ray-address", default="",
+                   help="Ray cluster: auto | HOST:PORT | ray://HOST:PORT (default: start a local Ray instance)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run failed, diverged and timed-out jobs again (resuming from their checkpoints)")
+    p.add_argument("--join", action="store_true",
+                   help="share the run folder with other runners started with --join; each runs jobs the "
+                        "others have not claimed")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     return p
 
@@ -50,7 +61,8 @@ def options_to_config(a: argparse.Namespace) -> dict:
     pairs = [("run", "pretext", a.pretext), ("run", "num_archs", a.num_archs), ("run", "seeds", a.seeds),
              ("run", "master_seed", a.master_seed), ("run", "name", a.name), ("run", "runs_dir", a.runs_dir),
              ("run", "device", a.device), ("run", "wandb", a.wandb), ("run", "executor", a.executor),
-             ("run", "workers", a.workers), ("model", "generator", a.generator), ("data", "name", a.data),
+             ("run", "workers", a.workers), ("run", "threads_per_worker", a.threads_per_worker),
+             ("model", "generator", a.generator), ("data", "name", a.data),
              ("data", "root", a.data_root), ("train", "epochs", a.epochs), ("train", "steps", a.steps),
              ("train", "batch_size", a.batch_size), ("train", "lr", a.lr), ("eval", "score", a.score)]
     for sec, key, val in pairs:
@@ -76,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         from unnas.ranking import run_ranking
 
         cfg = config.load(args.config, args.overrides, base=options_to_config(args))
-        return run_ranking(cfg, quiet=args.quiet)
+        return run_ranking(cfg, quiet=args.quiet, retry_failed=args.retry_failed, join=args.join,
+                           ray_address=args.ray_address)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

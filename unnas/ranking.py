@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,14 +25,29 @@ from unnas.analysis import build_ranking, dumps, fmt_corr
 from unnas.config import Config
 from unnas.engine import resolve_device
 from unnas.errors import UserError
+from unnas.lock import Claims, RunLock
 from unnas.objectives.base import DataInfo, objective_class
 from unnas.registry import DATASETS, GENERATORS
-from unnas.report import scatter
-from unnas.runner import SUPERVISED, JobContext, dataset_for, execute_local, objectives_of, plan_jobs
+from unnas.runner import (
+    EXECUTORS,
+    RETRY_STATUSES,
+    SUPERVISED,
+    Hooks,
+    JobContext,
+    check_ray_address,
+    checkpoint_dir,
+    data_key,
+    dataset_for,
+    discard_checkpoints,
+    make_executor,
+    objectives_of,
+    plan_jobs,
+    resolve_parallelism,
+)
 from unnas.store import Store, summarize
 from unnas.tracking import WANDB_MODES, Tracker
 
-EXECUTORS = ("local",)
+_NAME = re.compile(r"[A-Za-z0-9_+\-][A-Za-z0-9._+\-]{0,199}")
 
 
 def default_name(cfg: Config) -> str:
@@ -59,7 +76,14 @@ def validate(cfg: Config) -> None:
               ("eval.knn_t", cfg.eval.knn_t, cfg.eval.knn_t > 0, "a positive number"),
               ("--score", cfg.eval.score, cfg.eval.score in ("knn", "pretext"), "knn, pretext"),
               ("--wandb", cfg.run.wandb, cfg.run.wandb in WANDB_MODES, ", ".join(WANDB_MODES)),
-              ("--executor", cfg.run.executor, cfg.run.executor in EXECUTORS, ", ".join(EXECUTORS))]
+              ("--executor", cfg.run.executor, cfg.run.executor in EXECUTORS, ", ".join(EXECUTORS)),
+              ("--workers", cfg.run.workers, cfg.run.workers >= 0, "an integer >= 1 (0 = from the core count)"),
+              ("--threads-per-worker", cfg.run.threads_per_worker, cfg.run.threads_per_worker >= 0,
+               "an integer >= 1 (0 = automatic)"),
+              ("train.threads", cfg.train.threads, cfg.train.threads >= 0, "an integer >= 0"),
+              ("train.time_limit", cfg.train.time_limit, cfg.train.time_limit >= 0, "seconds >= 0 (0 = none)"),
+              ("--name", cfg.run.name, not cfg.run.name or bool(_NAME.fullmatch(cfg.run.name)),
+               "letters, digits and . _ + - (a folder name, not a path)")]
     for field, value, ok, allowed in checks:
         if not ok:
             raise UserError(field, value, allowed)
@@ -96,9 +120,18 @@ def prepare_run_dir(cfg: Config) -> Path:
     return run_dir
 
 
-def run_ranking(cfg: Config, quiet: bool = False) -> int:
+def run_ranking(cfg: Config, quiet: bool = False, *, retry_failed: bool = False, join: bool = False,
+                ray_address: str = "") -> int:
+    """Run (or resume) a ranking run; returns the exit status (0, or 130 when interrupted).
+
+    Jobs with a stored row are skipped: ``done`` ones always, ``failed``/``diverged``/``timeout``
+    ones unless ``retry_failed`` (then they run again, resuming from their checkpoints). The run
+    folder is locked for the whole run (:mod:`unnas.lock`); ``join`` shares it with other runners
+    started with ``join``, each running jobs the others have not claimed.
+    """
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     validate(cfg)
+    ray_address = check_ray_address(ray_address)
     from unnas.population import sample_population
 
     data = dataset_for(cfg)  # data errors surface here, before anything is written
@@ -110,26 +143,56 @@ def run_ranking(cfg: Config, quiet: bool = False) -> int:
     specs = sample_population(cfg.model.generator, cfg.run.num_archs, cfg.run.master_seed,
                               dict(cfg.model.params), in_channels=in_ch, image_size=data.image_size[0])
     run_dir = prepare_run_dir(cfg)
-    (run_dir / "config.yaml").write_text(config_mod.to_yaml(cfg))
+    lock = RunLock(run_dir, shared=join, log=lambda m: console.print(f"[yellow]{m}[/]"))
+    lock.acquire()  # LockedError (exit 2) names the runner that holds the folder
+    try:
+        return _run_locked(cfg, run_dir, data, specs, objectives, console, quiet, retry_failed, join, ray_address)
+    finally:
+        lock.release()
+
+
+def _run_locked(cfg, run_dir, data, specs, objectives, console, quiet, retry_failed, join, ray_address) -> int:
+    _write_atomic(run_dir / "config.yaml", config_mod.to_yaml(cfg))
     jobs = plan_jobs(cfg, specs)
     store = Store(run_dir / "store.sqlite")
-    done = store.done_ids()
-    todo = [j for j in jobs if j.job_id not in done]
+    statuses = store.statuses()
+    rerun = set(RETRY_STATUSES) if retry_failed else set()
+    todo = [j for j in jobs if statuses.get(j.job_id) in rerun or j.job_id not in statuses]
+    kept = [j for j in jobs if statuses.get(j.job_id) in RETRY_STATUSES and j not in todo]
+    for j in jobs:  # a crash between a commit and the cleanup can leave checkpoints of finished jobs
+        if statuses.get(j.job_id) == "done":
+            shutil.rmtree(checkpoint_dir(run_dir, j.job_id), ignore_errors=True)
+    workers, threads = resolve_parallelism(cfg)
+    ex = cfg.run.executor
+    run_cfg = config_mod.to_dict(cfg)
+    run_cfg["train"]["threads"] = threads  # the engine applies it: every executor, same arithmetic
     tracker = Tracker(run_dir, cfg.run.wandb, cfg.run.wandb_project, config_mod.to_dict(cfg), run_dir.name)
-    tracker.log("run_start", jobs=len(jobs), todo=len(todo), data=data.summary(), argv=sys.argv)
+    tracker.log("run_start", jobs=len(jobs), todo=len(todo), data=data.summary(), argv=sys.argv, executor=ex,
+                workers=workers, threads=threads, pid=os.getpid(), join=join, retry_failed=retry_failed)
     console.print(f"[bold]unnas.rank[/] {run_dir}  data={data.name} ({len(data.train)} train / "
                   f"{len(data.test)} test)  generator={cfg.model.generator}  objectives={','.join(objectives)}")
+    par = "" if ex == "local" else f" x {workers} workers"
     console.print(f"{len(specs)} candidates x {len(objectives)} objectives x {cfg.run.seeds} seed(s) = "
-                  f"{len(jobs)} jobs; {len(jobs) - len(todo)} already done, {len(todo)} to run")
-    ctx = JobContext(config_mod.to_dict(cfg), str(run_dir), cfg.run.device)
+                  f"{len(jobs)} jobs; {len(jobs) - len(todo)} already stored, {len(todo)} to run  "
+                  f"[executor {ex}{par}, {threads or 'default'} thread(s) per job]")
+    if kept:
+        console.print(f"{len(kept)} failed/diverged/timed-out job(s) kept; --retry-failed runs them again")
+    ctx = JobContext(run_cfg, str(run_dir), cfg.run.device, threads)
+    gpus = 1.0 if cfg.run.device.startswith("cuda") else 0.0
+    executor = make_executor(ex, workers=workers, threads=threads, ray_address=ray_address, gpus=gpus,
+                             data=data if ex != "local" else None, key=data_key(cfg))
+    claims = Claims(run_dir) if join else None
     t0 = time.time()
     try:
-        _execute(todo, ctx, store, tracker, console, quiet)
+        _execute(todo, executor, ctx, store, tracker, console, quiet, claims, rerun, t0)
     except KeyboardInterrupt:
         console.print("interrupted: finished jobs are stored; rerun the same command to resume")
         store.export_csv()
         tracker.finish()
         return 130
+    finally:
+        if claims is not None:
+            claims.release_all()
     store.export_csv()
     rows = store.rows()
     job_ids = {j.job_id for j in jobs}
@@ -137,40 +200,86 @@ def run_ranking(cfg: Config, quiet: bool = False) -> int:
     rk = build_ranking(rows)
     (run_dir / "ranking.json").write_text(dumps({**rk.to_json(), "status": summarize(rows)}))
     _print_ranking(rk, console, cfg)
-    for obj in rk.objectives:
-        if rk.supervised:
-            png = scatter(rk, obj, run_dir / f"scatter_{obj}.png",
-                          "kNN accuracy" if cfg.eval.score == "knn" else "pretext accuracy")
-            tracker.image(f"scatter/{obj}", png)
     table = rk.table()
     if table:
         cols = list(table[0])
         tracker.table("ranking", cols, [[r[c] for c in cols] for r in table])
-    tracker.summary(seconds=time.time() - t0, **{f"{o}/spearman": a["spearman"]["value"] for o, a in rk.agreement.items()})
+    # ---- report: the one place where the ranking run writes its report -----------------------
+    page = _report(rk, run_dir, cfg, tracker, console)
+    tracker.summary(seconds=time.time() - t0,
+                    **{f"{o}/spearman": a["spearman"]["value"] for o, a in rk.agreement.items()})
     tracker.finish()
     console.print(f"results: {run_dir / 'results.csv'}  ranking: {run_dir / 'ranking.json'}  "
-                  f"store: {run_dir / 'store.sqlite'}")
+                  f"store: {run_dir / 'store.sqlite'}" + (f"  report: {page}" if page else ""))
     return 0
 
 
-def _execute(todo, ctx, store, tracker, console, quiet) -> None:
+def _report(rk, run_dir: Path, cfg: Config, tracker, console) -> Path | None:
+    """``unnas.report.write_report`` when it exists (report.html with every plot), else the
+    scatter plots alone. A report failure is printed; it never loses the stored results."""
+    from unnas import report
+
+    try:
+        if hasattr(report, "write_report"):
+            return report.write_report([run_dir], tracker=tracker)
+        for obj in rk.objectives:
+            if rk.supervised:
+                png = report.scatter(rk, obj, run_dir / f"scatter_{obj}.png",
+                                     "kNN accuracy" if cfg.eval.score == "knn" else "pretext accuracy")
+                tracker.image(f"scatter/{obj}", png)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the results are stored; the report can be rebuilt
+        console.print(f"[red]report failed[/] ({type(e).__name__}: {e}); rebuild it with "
+                      f"python -m unnas.report {run_dir}")
+    return None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _execute(todo, executor, ctx, store, tracker, console, quiet, claims, rerun, t0) -> None:
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, disable=quiet, transient=True)
+    running: dict[str, int] = {}
+
+    def claim(job) -> bool:
+        """--join: take the job unless another runner holds it or has stored it meanwhile."""
+        if not claims.claim(job.job_id):
+            progress.advance(overall)
+            return False
+        stored = store.conn.execute("SELECT status, finished_at FROM jobs WHERE job_id = ?", (job.job_id,)).fetchone()
+        if stored is not None and not (stored[0] in rerun and (stored[1] or 0) < t0):
+            claims.release(job.job_id)
+            progress.advance(overall)
+            return False
+        return True
+
+    def on_start(job) -> None:
+        running[job.job_id] = progress.add_task(f"{job.objective} {job.spec.arch_id} seed {job.seed}", total=1)
+
+    def on_step(job, step, total, info) -> None:
+        if job.job_id in running:
+            progress.update(running[job.job_id], completed=step, total=total)
+
+    def on_log(job, msg) -> None:
+        progress.console.print(f"  [dim]{job.job_id}[/] {msg}")
+
+    hooks = Hooks(claim=claim if claims is not None else None, on_start=on_start, on_step=on_step, on_log=on_log)
     with progress:
         overall = progress.add_task("jobs", total=len(todo))
-        current = progress.add_task("", total=1)
-
-        def on_start(job):
-            progress.update(current, description=f"{job.objective} {job.spec.arch_id} seed {job.seed}",
-                            completed=0, total=1)
-
-        def on_step(step, total, info):
-            progress.update(current, completed=step, total=total)
-
-        for row in execute_local(todo, ctx, on_start, on_step):
-            store.put(row)
+        for row in executor.run(todo, ctx, hooks):
+            store.put(row)  # committed: from here on the job is never run again
+            discard_checkpoints(ctx.run_dir, row)
+            if claims is not None:
+                claims.release(row.job_id)
             tracker.log("job", job_id=row.job_id, arch_id=row.arch_id, objective=row.objective, seed=row.seed,
                         status=row.status, metrics=row.metrics, seconds=row.seconds, error=row.error)
+            if row.job_id in running:
+                progress.remove_task(running.pop(row.job_id))
             progress.advance(overall)
             m = row.metrics
             detail = (f"score {m.get('score', float('nan')):.3f} own acc {m.get('objective_acc', float('nan')):.3f}"

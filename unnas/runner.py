@@ -3,26 +3,50 @@
 A job is ``(ArchSpec, objective, training seed)`` under one run configuration. Its id hashes the
 spec, the objective, the seed and every configuration section that affects its result, so a
 rerun of the same command finds the finished jobs in the store and skips them. Only the driver
-writes the store; executing a job returns a :class:`~unnas.store.JobRow`.
+writes the store; executing a job returns a :class:`~unnas.store.JobRow`, and a candidate's own
+failure (NaN loss, exception, time limit, out of memory, a dead worker) is a row, never an
+exception that stops the run.
+
+Executors (all yield rows as jobs finish):
+
+* ``local``: one job after another in this process.
+* ``pool``: ``workers`` spawned processes on this machine; the driver hands each idle worker one
+  job at a time, so a worker that dies (killed, out of memory) fails only its own job and is
+  replaced. The dataset is loaded once by the driver and reaches the workers through shared
+  memory. Workers die with the driver.
+* ``ray``: one Ray task per job with ``threads`` CPUs (and one GPU on CUDA); a local Ray instance
+  when no cluster address is given. Checkpoints and models are written under the run folder, so
+  on a multi-node cluster it must be on storage every node sees.
+
+Determinism: a job's result depends on its seed, its configuration and, on CPU, on the number of
+intra-op threads it uses (reductions are split differently). Every executor therefore runs each
+job with the same ``threads``, so the same command gives bit-identical results on every executor.
 """
 
 from __future__ import annotations
 
+import collections
+import ctypes
 import hashlib
 import json
+import os
 import shutil
+import signal
+import socket
 import time
 import traceback
 from dataclasses import dataclass
+from multiprocessing import connection as mp_connection
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
+import torch.multiprocessing  # noqa: F401 - registers shared-memory pickling of tensors
 
 from unnas import config as config_mod
 from unnas.config import Config
 from unnas.data import Data, load_dataset
-from unnas.engine import JobTimeout, evaluate_objective, resolve_device, train
+from unnas.engine import JobTimeout, evaluate_objective, resolve_device, save_atomic, train
 from unnas.errors import DivergedError, UserError
 from unnas.objectives.base import DataInfo, build_objective, objective_class
 from unnas.spec import ArchSpec, build
@@ -78,6 +102,38 @@ def plan_jobs(cfg: Config, specs: list[ArchSpec]) -> list[Job]:
     return jobs
 
 
+EXECUTORS = ("local", "pool", "ray")
+# Metrics that describe how a job ran rather than what it found (they may differ between an
+# interrupted-and-resumed job and an uninterrupted one).
+EXECUTION_METRICS = ("resumed_from_epoch",)
+RETRY_STATUSES = ("failed", "diverged", "timeout")
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_parallelism(cfg: Config, cores: int | None = None) -> tuple[int, int]:
+    """``(workers, threads)`` for ``cfg.run.executor``.
+
+    ``threads`` (intra-op threads of every job) = ``run.threads_per_worker``, else
+    ``train.threads``, else 1 in deterministic mode (the default; it keeps results identical
+    across executors), else 1 per pool/Ray worker and torch's default (0) for ``local``.
+    ``workers`` = ``run.workers``, else ``cores // threads`` (1 for ``local``).
+    """
+    cores = cores or available_cores()
+    run = cfg.run
+    threads = run.threads_per_worker or cfg.train.threads
+    if not threads:
+        threads = 1 if (cfg.train.deterministic or run.executor != "local") else 0
+    if run.executor == "local":
+        return 1, threads
+    return (run.workers or max(1, cores // max(threads, 1))), threads
+
+
 # ------------------------------------------------------------------ one job
 @dataclass
 class JobContext:
@@ -86,17 +142,51 @@ class JobContext:
     config: dict
     run_dir: str
     device: str = "auto"
+    threads: int = 0  # intra-op threads for every job (0 = leave torch's default)
 
 
 _DATA_CACHE: dict[str, Data] = {}
 
 
+def data_key(cfg: Config) -> str:
+    return json.dumps(config_mod.to_dict(cfg)["data"], sort_keys=True)
+
+
 def dataset_for(cfg: Config) -> Data:
-    key = json.dumps(config_mod.to_dict(cfg)["data"], sort_keys=True)
+    """The dataset of ``cfg``, loaded once per process."""
+    key = data_key(cfg)
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()
         _DATA_CACHE[key] = load_dataset(cfg.data)
     return _DATA_CACHE[key]
+
+
+def _prime_dataset(key: str, data: Data) -> None:
+    _DATA_CACHE.clear()
+    _DATA_CACHE[key] = data
+
+
+def checkpoint_dir(run_dir: str | Path, job_id: str) -> Path:
+    return Path(run_dir) / "checkpoints" / job_id
+
+
+def discard_checkpoints(run_dir: str | Path, row: JobRow) -> None:
+    """After ``row`` is committed: a finished or diverged job no longer needs its checkpoints
+    (a timed-out or failed one keeps them, so ``--retry-failed`` resumes it)."""
+    if row.status in ("done", "diverged"):
+        shutil.rmtree(checkpoint_dir(run_dir, row.job_id), ignore_errors=True)
+
+
+def _set_threads(threads: int) -> None:
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    if threads:
+        try:
+            import faiss
+
+            faiss.omp_set_num_threads(threads)
+        except ImportError:  # pragma: no cover - faiss is a dependency
+            pass
 
 
 def _metrics(objective, data: Data, cfg: Config, device: torch.device) -> dict:
@@ -118,15 +208,37 @@ def _metrics(objective, data: Data, cfg: Config, device: torch.device) -> dict:
     return out
 
 
-def run_job(job: Job, ctx: JobContext, on_step: Callable[[int, int, dict], None] | None = None) -> JobRow:
-    """Train and evaluate one job; never raises for a candidate's own failure (it is a row)."""
+def new_row(job: Job, status: str = "failed", error: str | None = None) -> JobRow:
+    return JobRow(job.job_id, job.spec.arch_id, job.spec.to_json(), job.spec.generator, job.objective, job.seed,
+                  status=status, error=error, started_at=time.time(), host=socket.gethostname())
+
+
+def run_job(job: Job, ctx: JobContext, on_step: Callable[[int, int, dict], None] | None = None,
+            on_log: Callable[[str], None] | None = None) -> JobRow:
+    """Train and evaluate one job; never raises for a candidate's own failure (it is a row).
+
+    Resumes from the job's newest readable epoch checkpoint; notes (resume, refused checkpoints)
+    go to ``<run_dir>/logs/<job_id>.log`` and to ``on_log``. Checkpoints are left in place: the
+    driver discards them once the row is committed, so a crash in between loses nothing.
+    """
     cfg = config_mod.from_dict(ctx.config)
     run_dir = Path(ctx.run_dir)
-    row = JobRow(job.job_id, job.spec.arch_id, job.spec.to_json(), job.spec.generator, job.objective, job.seed,
-                 status="failed", started_at=time.time())
+    row = new_row(job)
     t0 = time.perf_counter()
-    ckpt = run_dir / "checkpoints" / job.job_id
+    ckpt = checkpoint_dir(run_dir, job.job_id)
+
+    def log(msg: str) -> None:
+        try:
+            (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+            with open(run_dir / "logs" / f"{job.job_id}.log", "a") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
+        except OSError:
+            pass
+        if on_log is not None:
+            on_log(msg)
+
     try:
+        _set_threads(ctx.threads)
         device = resolve_device(ctx.device)
         data = dataset_for(cfg)
         info = DataInfo.of(data)
@@ -139,43 +251,344 @@ def run_job(job: Job, ctx: JobContext, on_step: Callable[[int, int, dict], None]
               "flops": count_flops(backbone, (1, cls.input_channels(data.channels), *data.image_size))}
         objective = build_objective(job.objective, backbone, info, cfg.objectives.get(job.objective))
         result = train(objective, data.train, cfg.train, seed=job.seed, device=device, checkpoint_dir=ckpt,
-                       progress=on_step, config=ctx.config)
+                       progress=on_step, config=ctx.config, log=log)
+        if result.resumed_from_epoch:
+            log(f"resumed from the checkpoint of epoch {result.resumed_from_epoch}")
         metrics = {**cx, **_metrics(objective, data, cfg, device), "steps": result.steps,
                    "train_loss": result.history[-1]["loss"] if result.history else float("nan"),
                    "train_acc": result.history[-1]["acc"] if result.history else float("nan"),
                    "resumed_from_epoch": result.resumed_from_epoch}
-        models = run_dir / "models"
-        models.mkdir(parents=True, exist_ok=True)
-        from unnas.engine import save_atomic
-
         save_atomic({"backbone": objective.backbone.state_dict(), "spec": job.spec.to_json(),
                      "objective": job.objective, "seed": job.seed, "config": ctx.config},
-                    models / f"{job.job_id}.pt")
+                    run_dir / "models" / f"{job.job_id}.pt")
         row.status, row.metrics = "done", metrics
-        shutil.rmtree(ckpt, ignore_errors=True)
     except DivergedError as e:
         row.status, row.error, row.metrics = "diverged", str(e), {"diverged_step": e.step}
-        shutil.rmtree(ckpt, ignore_errors=True)
     except JobTimeout as e:
         row.status, row.error = "timeout", str(e)
     except UserError as e:
         row.status, row.error = "failed", str(e)
     except torch.OutOfMemoryError as e:
         row.status, row.error = "failed", f"out of memory: {str(e).splitlines()[0]}"
+    except MemoryError:
+        row.status, row.error = "failed", "out of memory (host RAM)"
     except Exception as e:  # noqa: BLE001 - a candidate's failure must not stop the run
         tb = traceback.extract_tb(e.__traceback__)
         where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
         row.status, row.error = "failed", f"{type(e).__name__}: {e}{where}"
+    if row.status != "done":
+        log(f"{row.status}: {row.error}")
     row.seconds = time.perf_counter() - t0
     row.finished_at = time.time()
     return row
 
 
+# ------------------------------------------------------------------ executors
+@dataclass
+class Hooks:
+    """Driver callbacks. ``claim(job)`` is asked just before a job is dispatched (``False``: skip
+    it, another runner has it); the others only report."""
+
+    claim: Callable[[Job], bool] | None = None
+    on_start: Callable[[Job], None] | None = None
+    on_step: Callable[[Job, int, int, dict], None] | None = None
+    on_log: Callable[[Job, str], None] | None = None
+
+    def take(self, jobs: Iterator[Job], pushed_back: collections.deque) -> Job | None:
+        if pushed_back:
+            return pushed_back.popleft()
+        for job in jobs:
+            if self.claim is None or self.claim(job):
+                return job
+        return None
+
+    def start(self, job: Job) -> None:
+        if self.on_start:
+            self.on_start(job)
+
+    def step(self, job: Job, step: int, total: int, info: dict) -> None:
+        if self.on_step:
+            self.on_step(job, step, total, info)
+
+    def log(self, job: Job, msg: str) -> None:
+        if self.on_log:
+            self.on_log(job, msg)
+
+
+class LocalExecutor:
+    """One job after another in this process."""
+
+    name = "local"
+
+    def __init__(self, threads: int = 0):
+        self.threads = threads
+
+    def run(self, jobs: Iterable[Job], ctx: JobContext, hooks: Hooks | None = None) -> Iterator[JobRow]:
+        hooks = hooks or Hooks()
+        it, back = iter(jobs), collections.deque()
+        while (job := hooks.take(it, back)) is not None:
+            hooks.start(job)
+            yield run_job(job, ctx, lambda s, t, i, j=job: hooks.step(j, s, t, i), lambda m, j=job: hooks.log(j, m))
+
+
 def execute_local(jobs: Iterable[Job], ctx: JobContext,
                   on_start: Callable[[Job], None] | None = None,
                   on_step: Callable[[int, int, dict], None] | None = None) -> Iterator[JobRow]:
-    """Run jobs one after another in this process."""
-    for job in jobs:
-        if on_start:
-            on_start(job)
-        yield run_job(job, ctx, on_step)
+    """Run jobs one after another in this process (kept for callers of the first API)."""
+    hooks = Hooks(on_start=on_start, on_step=(lambda j, s, t, i: on_step(s, t, i)) if on_step else None)
+    yield from LocalExecutor(ctx.threads).run(jobs, ctx, hooks)
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies (a killed driver leaves no worker behind)."""
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _pool_worker(conn, threads: int) -> None:
+    """Worker loop: ``("data", key, Data)`` primes the dataset cache, ``("job", job, ctx)`` runs
+    one job (sending ``step``/``log`` messages, then ``("row", row)``), ``("stop",)`` ends."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's business
+    _set_threads(threads)
+    last = [0.0]
+
+    def step(s: int, t: int, info: dict) -> None:
+        now = time.monotonic()
+        if s >= t or now - last[0] > 0.25:
+            last[0] = now
+            conn.send(("step", s, t, info))
+
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg[0] == "stop":
+            return
+        if msg[0] == "data":
+            _prime_dataset(msg[1], msg[2])
+        elif msg[0] == "job":
+            row = run_job(msg[1], msg[2], step, lambda m: conn.send(("log", m)))
+            conn.send(("row", row))
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "worker process stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (often the out-of-memory killer)" if -code == signal.SIGKILL else ""
+        return f"worker process killed by {name}{hint}"
+    return f"worker process exited with status {code}"
+
+
+class _Worker:
+    def __init__(self, mp, threads: int, data_msg: tuple | None):
+        parent, child = mp.Pipe()
+        self.proc = mp.Process(target=_pool_worker, args=(child, threads), daemon=True, name="unnas-worker")
+        self.proc.start()
+        child.close()
+        self.conn = parent
+        self.job: Job | None = None
+        if data_msg is not None:
+            self.conn.send(data_msg)
+
+    def stop(self, kill: bool = False) -> None:
+        if not kill:
+            try:
+                self.conn.send(("stop",))
+            except OSError:
+                kill = True
+        if kill and self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(timeout=10)
+        if self.proc.is_alive():  # pragma: no cover - a worker stuck in native code
+            self.proc.kill()
+            self.proc.join(timeout=5)
+        self.conn.close()
+
+
+class PoolExecutor:
+    """``workers`` processes on this machine, ``threads`` intra-op threads each."""
+
+    name = "pool"
+
+    def __init__(self, workers: int, threads: int = 1, data: Data | None = None, key: str | None = None):
+        if workers < 1:
+            raise UserError("--workers", workers, "an integer >= 1")
+        self.workers, self.threads = workers, threads
+        self.data_msg = ("data", key, data) if data is not None and key is not None else None
+
+    def run(self, jobs: Iterable[Job], ctx: JobContext, hooks: Hooks | None = None) -> Iterator[JobRow]:
+        hooks = hooks or Hooks()
+        mp = torch.multiprocessing.get_context("spawn")
+        it, back = iter(jobs), collections.deque()
+        workers: list[_Worker] = []
+        exhausted = False
+        try:
+            while True:
+                while not exhausted:
+                    idle = next((w for w in workers if w.job is None), None)
+                    if idle is None and len(workers) < self.workers:
+                        idle = _Worker(mp, self.threads, self.data_msg)
+                        workers.append(idle)
+                    if idle is None:
+                        break
+                    job = hooks.take(it, back)
+                    if job is None:
+                        exhausted = True
+                        break
+                    try:
+                        idle.conn.send(("job", job, ctx))
+                    except OSError:  # the idle worker died: replace it, keep the job
+                        back.appendleft(job)
+                        workers.remove(idle)
+                        idle.stop(kill=True)
+                        continue
+                    idle.job = job
+                    hooks.start(job)
+                busy = [w for w in workers if w.job is not None]
+                if not busy:
+                    break
+                mp_connection.wait([w.conn for w in busy] + [w.proc.sentinel for w in busy])
+                for w in busy:
+                    row = self._receive(w, hooks)
+                    if row is not None:
+                        yield row
+                    if not w.proc.is_alive() and w.job is None:
+                        workers.remove(w)
+        finally:
+            for w in workers:
+                w.stop(kill=w.job is not None)
+
+    @staticmethod
+    def _receive(w: _Worker, hooks: Hooks) -> JobRow | None:
+        job = w.job
+        assert job is not None
+        try:
+            while w.conn.poll():
+                msg = w.conn.recv()
+                if msg[0] == "step":
+                    hooks.step(job, *msg[1:])
+                elif msg[0] == "log":
+                    hooks.log(job, msg[1])
+                elif msg[0] == "row":
+                    w.job = None
+                    return msg[1]
+        except (EOFError, OSError):
+            pass
+        if w.proc.is_alive():
+            return None
+        w.proc.join(timeout=5)
+        w.job = None
+        row = new_row(job, "failed", _exit_reason(w.proc.exitcode))
+        row.finished_at = time.time()
+        return row
+
+
+def check_ray_address(address: str) -> str:
+    """``""``/``local`` (start a local Ray instance), ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``."""
+    a = (address or "").strip()
+    if a in ("", "local", "auto"):
+        return a
+    rest = a[len("ray://"):] if a.startswith("ray://") else a
+    host, _, port = rest.rpartition(":")
+    if host and port.isdigit() and 0 < int(port) < 65536 and all(c.isalnum() or c in ".-_[]:" for c in host):
+        return a
+    raise UserError("--ray-address", address, "local, auto, HOST:PORT, ray://HOST:PORT")
+
+
+def _ray_job(job: Job, ctx: JobContext, data_pack: tuple | None) -> JobRow:
+    if data_pack is not None and data_pack[0] not in _DATA_CACHE:
+        _prime_dataset(*data_pack)
+    return run_job(job, ctx)
+
+
+class RayExecutor:
+    """One Ray task per job with ``threads`` CPUs and ``gpus`` GPUs. At most ``window`` tasks are
+    in flight (default: twice the cluster's job slots), so huge populations do not flood the
+    object store and ``--join`` claims stay lazy. Ray retries a task whose node died."""
+
+    name = "ray"
+
+    def __init__(self, address: str = "", threads: int = 1, gpus: float = 0.0, workers: int = 0,
+                 data: Data | None = None, key: str | None = None, window: int = 0):
+        self.address = check_ray_address(address)
+        self.threads, self.gpus, self.workers, self.window = max(1, threads), gpus, workers, window
+        self.data_pack = (key, data) if data is not None and key is not None else None
+
+    def _init(self):
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--executor", "ray", "local, pool", message="Ray is not installed "
+                            "(pip install 'unnas[ray]')") from None
+        started = False
+        if not ray.is_initialized():
+            kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            if self.address in ("", "local"):
+                kw["num_cpus"] = max(self.workers, 1) * self.threads if self.workers else None
+                if self.gpus == 0:
+                    kw["num_gpus"] = 0
+                ray.init(**kw)
+            else:
+                try:
+                    ray.init(address=self.address, **kw)
+                except (ConnectionError, RuntimeError) as e:
+                    raise UserError("--ray-address", self.address, "the address of a running Ray cluster",
+                                    message=f"cannot connect ({str(e).splitlines()[0][:160]})") from None
+            started = True
+        return ray, started
+
+    def run(self, jobs: Iterable[Job], ctx: JobContext, hooks: Hooks | None = None) -> Iterator[JobRow]:
+        hooks = hooks or Hooks()
+        ray, started = self._init()
+        remote = ray.remote(_ray_job).options(num_cpus=self.threads, num_gpus=self.gpus, max_retries=3)
+        cpus = float(ray.cluster_resources().get("CPU", 1))
+        window = self.window or max(2, 2 * int(cpus // self.threads))
+        data_ref = ray.put(self.data_pack) if self.data_pack is not None else None
+        it, back = iter(jobs), collections.deque()
+        inflight: dict[Any, Job] = {}
+        try:
+            while True:
+                while len(inflight) < window and (job := hooks.take(it, back)) is not None:
+                    inflight[remote.remote(job, ctx, data_ref)] = job
+                    hooks.start(job)
+                if not inflight:
+                    break
+                ready, _ = ray.wait(list(inflight), num_returns=1)
+                for ref in ready:
+                    job = inflight.pop(ref)
+                    try:
+                        row = ray.get(ref)
+                    except Exception as e:  # noqa: BLE001 - worker or node lost beyond Ray's retries
+                        row = new_row(job, "failed", f"Ray task failed: {type(e).__name__}: "
+                                                     f"{str(e).splitlines()[0][:300] if str(e) else ''}")
+                        row.finished_at = time.time()
+                    yield row
+        finally:
+            for ref in inflight:
+                ray.cancel(ref, force=True)
+            if started:
+                ray.shutdown()
+
+
+def make_executor(name: str, *, workers: int = 1, threads: int = 0, ray_address: str = "", gpus: float = 0.0,
+                  data: Data | None = None, key: str | None = None):
+    if name == "local":
+        return LocalExecutor(threads)
+    if name == "pool":
+        return PoolExecutor(workers, threads, data, key)
+    if name == "ray":
+        return RayExecutor(ray_address, threads, gpus, workers, data, key)
+    raise UserError("--executor", name, EXECUTORS)
