@@ -1,5 +1,8 @@
 """RandWire (Xie et al. 2019): stages wired by a random graph turned into a DAG.
 
+Generators ``randwire-ws``, ``randwire-er``, ``randwire-ba`` differ only in the random graph
+(graphs.ws / er / ba); one graph per stage, each from its own derived seed.
+
 Node = weighted sum of its inputs (positive weights through a sigmoid) -> ReLU -> 3x3 separable
 conv -> BN. Source nodes read the stage input (stride 2 in down-sampling stages); the stage
 output averages the sink nodes. The CIFAR-sized network: 3x3 conv stem, ``stages`` random stages
@@ -16,6 +19,7 @@ import torch
 from torch import nn
 
 from unnas.generators import graphs
+from unnas.generators.layers import bad_param, sample_space
 from unnas.registry import GENERATORS
 from unnas.spec import Backbone, Generator
 
@@ -91,7 +95,12 @@ class RandWireNet(Backbone):
 
 
 class _RandWire(Generator):
-    """Common part of the ER / BA / WS variants: ``graph(n, params, seed)`` differs."""
+    """Common part of the ER / BA / WS variants; ``graph(n, params, seed)`` differs.
+
+    Stage ``s`` uses the graph drawn with seed ``sub_seed(seed, s)``. ``space`` lists how
+    population sampling draws the parameters not fixed in ``model.params`` (layers.draw specs);
+    ``space_for(base)`` drops the values a fixed ``nodes`` makes invalid.
+    """
 
     common = {"nodes": 8, "channels": 16, "stages": 3, "stem": "small"}
     space: dict[str, Any] = {}
@@ -99,41 +108,93 @@ class _RandWire(Generator):
     def graph(self, n: int, params: Mapping[str, Any], seed: int):
         raise TypeError(f"{type(self).__name__} does not define graph")
 
+    def space_for(self, nodes: int) -> dict[str, Any]:
+        return dict(self.space)
+
+    def check(self, params: Mapping[str, Any]) -> None:
+        if params["stem"] not in ("small", "imagenet"):
+            raise bad_param(self.name, "stem", params["stem"], ["small", "imagenet"])
+        for key, lo in (("nodes", 2), ("channels", 2), ("stages", 1)):
+            if params[key] < lo:
+                raise bad_param(self.name, key, params[key], f"an integer >= {lo}")
+        if params["stem"] == "imagenet" and params["channels"] % 2:
+            raise bad_param(self.name, "channels", params["channels"], "an even width with stem=imagenet")
+
+    def graphs(self, params: Mapping[str, Any], seed: int) -> list:
+        self.check(params)
+        try:
+            return [self.graph(params["nodes"], params, graphs.sub_seed(seed, s)) for s in range(params["stages"])]
+        except ValueError as e:  # graph parameters out of range
+            raise bad_param(self.name, "graph", {k: params[k] for k in self.defaults if k not in self.common},
+                            None, message=str(e)) from None
+
     def dags(self, params: Mapping[str, Any], seed: int) -> list[graphs.DAG]:
-        return [graphs.to_dag(self.graph(params["nodes"], params, graphs.sub_seed(seed, s)))
-                for s in range(params["stages"])]
+        return [graphs.to_dag(g) for g in self.graphs(params, seed)]
 
     def sample_params(self, rng: np.random.Generator, base: Mapping[str, Any] | None = None) -> dict:
-        out = {}
-        for k, choice in self.space.items():
-            if base and k in base:
-                continue
-            if isinstance(choice, tuple):
-                out[k] = float(rng.uniform(*choice))
-            else:
-                out[k] = choice[int(rng.integers(len(choice)))]
-        return self.resolve({**out, **(base or {})})
+        base = dict(base or {})
+        nodes = base.get("nodes", self.defaults["nodes"])
+        return self.resolve({**sample_space(rng, self.space_for(nodes), base), **base})
+
+    def uses_seed(self, params: Mapping[str, Any]) -> bool:
+        return True
 
     def build(self, params, seed, in_channels, num_classes=None) -> Backbone:
-        if params["stem"] not in ("small", "imagenet"):
-            from unnas.errors import UserError
-            raise UserError(f"generator {self.name} parameter stem", params["stem"], ["small", "imagenet"])
-        return RandWireNet(self.dags(params, seed), in_channels, params["channels"], params["stem"], num_classes)
+        dags = self.dags(params, seed)
+        net = RandWireNet(dags, in_channels, params["channels"], params["stem"], num_classes)
+        net.structure = " | ".join(d.describe() for d in dags)
+        return net
 
     def measures(self, params, seed) -> dict[str, float]:
-        gs = [self.graph(params["nodes"], params, graphs.sub_seed(seed, s)) for s in range(params["stages"])]
+        gs = self.graphs(params, seed)
         return {"C": float(np.mean([graphs.clustering(g) for g in gs])),
                 "L": float(np.mean([graphs.path_length(g) for g in gs]))}
 
 
+_WIDTHS = ("choice", [8, 12, 16, 24])
+
+
 @GENERATORS.register("randwire-ws")
 class RandWireWS(_RandWire):
-    """RandWire with Watts-Strogatz graphs WS(k, p). Population sampling draws k, p and the width
-    unless they are fixed in ``model.params``."""
+    """RandWire with Watts-Strogatz graphs WS(K, P) (paper: K=4, P=0.75, N=32 nodes).
+    Population sampling draws K, P and the width unless they are fixed in ``model.params``."""
 
     name = "randwire-ws"
     defaults = {**_RandWire.common, "k": 4, "p": 0.75}
-    space = {"k": [2, 4, 6], "p": (0.0, 1.0), "channels": [8, 12, 16, 24]}
+    space = {"k": ("choice", [2, 4, 6]), "p": ("uniform_float", 0.0, 1.0), "channels": _WIDTHS}
+
+    def space_for(self, nodes):
+        ks = [k for k in (2, 4, 6, 8) if k < nodes] or [2]
+        return {**self.space, "k": ("choice", ks[:3])}
 
     def graph(self, n, params, seed):
         return graphs.ws(n, params["k"], params["p"], seed=seed)
+
+
+@GENERATORS.register("randwire-er")
+class RandWireER(_RandWire):
+    """RandWire with Erdos-Renyi graphs ER(P) (paper: P=0.2, N=32 nodes). Population sampling
+    draws P in [0.1, 0.5] and the width unless fixed."""
+
+    name = "randwire-er"
+    defaults = {**_RandWire.common, "p": 0.2}
+    space = {"p": ("uniform_float", 0.1, 0.5), "channels": _WIDTHS}
+
+    def graph(self, n, params, seed):
+        return graphs.er(n, params["p"], seed=seed)
+
+
+@GENERATORS.register("randwire-ba")
+class RandWireBA(_RandWire):
+    """RandWire with Barabasi-Albert graphs BA(M) (paper: M=5, N=32 nodes). Population sampling
+    draws M in 1..min(7, N-1) and the width unless fixed."""
+
+    name = "randwire-ba"
+    defaults = {**_RandWire.common, "m": 5}
+    space = {"m": ("choice", [1, 2, 3, 4, 5, 6, 7]), "channels": _WIDTHS}
+
+    def space_for(self, nodes):
+        return {**self.space, "m": ("choice", list(range(1, max(2, min(8, nodes)))))}
+
+    def graph(self, n, params, seed):
+        return graphs.ba(n, params["m"], seed=seed)

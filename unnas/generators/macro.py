@@ -1,0 +1,130 @@
+"""NAS-Bench-Macro (Su et al., CVPR 2021), generator ``macro``: the published macro space.
+
+Eight searchable layers in stages of [2, 3, 3]; each layer is one of :data:`CHOICES`:
+``'0'`` identity, ``'1'`` MobileNetV2 block kernel 3 expansion 3, ``'2'`` MobileNetV2 block
+kernel 5 expansion 6. A network is named by its 8-digit string (3^8 = 6,561 networks).
+
+Network (``width`` = 1 is the published one): 3x3 conv stem to 32 channels + BN + ReLU. The
+first layer of every stage has stride 2 and doubles the channels (32 -> 64 -> 128 -> 256); an
+identity there becomes 1x1 conv (stride 2) + BN. MobileNetV2 block: 1x1 expand to ``round(cin *
+t)`` + BN + ReLU, k x k depthwise (stride) + BN + ReLU, 1x1 project + BN, plus the input when
+the shapes match. Head: 1x1 conv to 1280 + BN + ReLU; the classifier follows global pooling.
+``width`` multiplies the stem (and hence every stage) and the 1280-wide head conv.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from unnas.generators.layers import bad_param
+from unnas.registry import GENERATORS
+from unnas.spec import Backbone, Generator
+
+CHOICES = {"0": "identity", "1": "mb_k3_t3", "2": "mb_k5_t6"}
+STAGES = (2, 3, 3)
+N_ARCHS = 3 ** sum(STAGES)
+
+
+def check_arch(arch: Any, gen: str = "macro") -> str:
+    if not isinstance(arch, str) or len(arch) != sum(STAGES) or any(ch not in CHOICES for ch in arch):
+        raise bad_param(gen, "arch", arch, f"an {sum(STAGES)}-digit string over 0 (identity), "
+                                           "1 (MBConv k3 t3), 2 (MBConv k5 t6)")
+    return arch
+
+
+def all_archs() -> Iterator[str]:
+    """All 6,561 architecture strings in lexicographic order."""
+    for digits in itertools.product("012", repeat=sum(STAGES)):
+        yield "".join(digits)
+
+
+def from_index(index: int) -> str:
+    if not 0 <= index < N_ARCHS:
+        raise ValueError(f"index must be in [0, {N_ARCHS}), got {index}")
+    return np.base_repr(index, 3).zfill(sum(STAGES))
+
+
+def arch_index(arch: str) -> int:
+    return int(check_arch(arch), 3)
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, t: int, k: int):
+        super().__init__()
+        hidden = round(cin * t)
+        self.conv = nn.Sequential(
+            nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(),
+            nn.Conv2d(hidden, hidden, k, stride, k // 2, groups=hidden, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(),
+            nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.residual else self.conv(x)
+
+
+def make_layer(choice: str, cin: int, cout: int, stride: int) -> nn.Module:
+    if choice == "1":
+        return InvertedResidual(cin, cout, stride, 3, 3)
+    if choice == "2":
+        return InvertedResidual(cin, cout, stride, 6, 5)
+    if stride != 1 or cin != cout:
+        return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+    return nn.Identity()
+
+
+class MacroNet(Backbone):
+    def __init__(self, arch: str, in_channels: int, width: float, num_classes: int | None):
+        super().__init__()
+        c = max(1, int(round(32 * width)))
+        head = max(1, int(round(1280 * width)))
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU())
+        layers, pos = [], 0
+        for n in STAGES:
+            for i in range(n):
+                cout = 2 * c if i == 0 else c
+                layers.append(make_layer(arch[pos], c, cout, 2 if i == 0 else 1))
+                c, pos = cout, pos + 1
+        self.layers = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Conv2d(c, head, 1, bias=False), nn.BatchNorm2d(head), nn.ReLU())
+        self.num_features = head
+        self.set_classifier(num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layers(self.stem(x)))
+
+
+@GENERATORS.register("macro")
+class Macro(Generator):
+    """NAS-Bench-Macro. ``arch``: an 8-digit string, or "" to draw one uniformly from the seed.
+    Population sampling draws ``arch`` uniformly from the 6,561 networks unless fixed.
+    The default ``width=0.25`` is a cheap proxy; ``width=1.0`` is the published network."""
+
+    name = "macro"
+    defaults = {"arch": "", "width": 0.25}
+
+    def arch(self, params: Mapping[str, Any], seed: int) -> str:
+        if params["arch"]:
+            return check_arch(params["arch"], self.name)
+        return from_index(int(np.random.default_rng(seed).integers(N_ARCHS)))
+
+    def sample_params(self, rng: np.random.Generator, base: Mapping[str, Any] | None = None) -> dict:
+        base = dict(base or {})
+        if not base.get("arch"):
+            base["arch"] = from_index(int(rng.integers(N_ARCHS)))
+        return self.resolve(base)
+
+    def uses_seed(self, params: Mapping[str, Any]) -> bool:
+        return not params["arch"]
+
+    def build(self, params, seed, in_channels, num_classes=None) -> Backbone:
+        if not params["width"] > 0:
+            raise bad_param(self.name, "width", params["width"], "a positive multiplier")
+        arch = self.arch(params, seed)
+        net = MacroNet(arch, in_channels, float(params["width"]), num_classes)
+        net.structure = arch
+        return net

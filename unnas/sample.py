@@ -1,0 +1,162 @@
+"""``python -m unnas.sample``: draw a population and print its complexity.
+
+    python -m unnas.sample --generator randwire-ws -n 8 --seed 0 --params nodes=16 --out ws.csv
+    python -m unnas.sample --generator nds-darts -n 20 --params width=16 depth=20 --max-flops 3e8
+    python -m unnas.sample --generator timm:resnet18 -n 1 --params stem=small
+
+Prints a table of arch_id, seed, the sampled parameters, parameter count and FLOPs (one
+``--in-channels x --image-size`` image; multiply-adds count 2) and the generator's measures
+(C and L for graph generators), and writes the same rows as CSV with ``--out``. Parameter
+values (``--params k=v``, ``--vary k=v1,v2``) are read as JSON when they parse, else as text.
+Bad input prints one line on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from unnas.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        print(f"unnas.sample: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_assignments(items: Sequence[str], field: str) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(field, item, "key=value")
+        out[key] = parse_value(value)
+    return out
+
+
+def parse_vary(items: Sequence[str]) -> dict[str, list]:
+    out = {}
+    for key, value in parse_assignments(items, "--vary").items():
+        if isinstance(value, list):
+            out[key] = value
+        else:
+            out[key] = [parse_value(v) for v in str(value).split(",")]
+    return out
+
+
+def _args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = _Parser(prog="python -m unnas.sample", description=__doc__.split("\n\n")[0])
+    p.add_argument("--generator", required=True, help="generator name, or timm:MODEL")
+    p.add_argument("-n", "--num-archs", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0, help="master seed of the population")
+    p.add_argument("--params", nargs="*", default=[], metavar="K=V", help="fixed generator parameters")
+    p.add_argument("--vary", nargs="*", default=[], metavar="K=V1,V2", help="parameters drawn from a list")
+    p.add_argument("--min-params", type=float)
+    p.add_argument("--max-params", type=float)
+    p.add_argument("--min-flops", type=float)
+    p.add_argument("--max-flops", type=float)
+    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--max-draws", type=int, default=0, help="give up after this many draws (0 = automatic)")
+    p.add_argument("--out", type=Path, help="write the table as CSV")
+    return p.parse_args(argv)
+
+
+def rows_for(specs, in_channels: int, image_size: int) -> list[dict[str, Any]]:
+    from unnas.generators.complexity import complexity
+    from unnas.spec import get_generator
+
+    rows = []
+    for spec in specs:
+        gen = get_generator(spec.generator)
+        c = complexity(spec, in_channels, image_size)
+        row = {"arch_id": spec.arch_id, "generator": spec.generator, "seed": spec.seed,
+               "params_json": json.dumps(spec.params, sort_keys=True, separators=(",", ":")),
+               "sampled": _short(spec.params, gen.defaults),
+               "params": c["params"], "flops": c["flops"]}
+        row.update({k: float(v) for k, v in gen.measures(gen.resolve(spec.params), spec.seed).items()})
+        rows.append(row)
+    return rows
+
+
+def _short(params: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """The parameters that differ from the generator's defaults, floats to 3 decimals."""
+    items = []
+    for k, v in params.items():
+        if defaults.get(k) != v:
+            items.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+    return " ".join(items) or "(defaults)"
+
+
+def _range(lo: float | None, hi: float | None):
+    return None if lo is None and hi is None else (lo, hi)
+
+
+def run(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    from unnas.population import sample_population
+
+    a = _args(argv)
+    for key in ("in_channels", "image_size"):
+        if getattr(a, key) < 1:
+            raise UserError(f"--{key.replace('_', '-')}", getattr(a, key), "a positive integer")
+    specs = sample_population(a.generator, a.num_archs, a.seed, parse_assignments(a.params, "--params"),
+                              in_channels=a.in_channels, image_size=a.image_size,
+                              params_range=_range(a.min_params, a.max_params),
+                              flops_range=_range(a.min_flops, a.max_flops),
+                              vary=parse_vary(a.vary), max_draws=a.max_draws or None)
+    rows = rows_for(specs, a.in_channels, a.image_size)
+    _print(rows, a)
+    if a.out:
+        _write_csv(rows, a.out)
+    return rows
+
+
+def _print(rows: list[dict[str, Any]], a: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    extra = [k for k in (rows[0] if rows else {}) if k not in
+             ("arch_id", "generator", "seed", "params_json", "sampled", "params", "flops")]
+    t = Table(title=f"{a.generator}: {len(rows)} candidates (master seed {a.seed}, "
+                    f"{a.in_channels}x{a.image_size}x{a.image_size} input)")
+    for col, just in (("arch_id", "left"), ("seed", "right"), ("parameters (non-default)", "left"),
+                      ("params", "right"), ("FLOPs", "right"), *((k, "right") for k in extra)):
+        t.add_column(col, justify=just, overflow="fold")
+    for r in rows:
+        t.add_row(r["arch_id"], str(r["seed"]), r["sampled"], f"{r['params']:,}", f"{r['flops']:,}",
+                  *(f"{r[k]:.3f}" for k in extra))
+    Console().print(t)
+
+
+def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(rows[0]) if rows else ["arch_id", "generator", "seed", "params_json", "sampled", "params", "flops"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        run(argv)
+    except UserError as e:
+        print(f"unnas.sample: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
