@@ -1,0 +1,107 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from moco.splitbn import encode_split, grouped_forward, shuffled_forward, split_batch_norm, split_bn
+from unnas.generators.resnet import ResNet
+
+
+def test_split_bn_differs_from_full_batch_bn_exactly_as_expected():
+    # samples 0..3, one channel, 1x1; groups are n % 2: {0, 2} = {0, 2} and {1, 3} = {10, 12}
+    x = torch.tensor([0.0, 10.0, 2.0, 12.0]).view(4, 1, 1, 1)
+    bn = nn.BatchNorm2d(1, eps=1e-12, momentum=0.1)
+    split = split_batch_norm(x, bn, 2)
+    torch.testing.assert_close(split.flatten(), torch.tensor([-1.0, -1.0, 1.0, 1.0]))
+    # running stats: mean of the group means (1, 11) and of the unbiased group variances (2, 2)
+    assert bn.running_mean.item() == pytest.approx(0.1 * 6.0)
+    assert bn.running_var.item() == pytest.approx(0.9 + 0.1 * 2.0)
+    assert int(bn.num_batches_tracked) == 1
+    full_bn = nn.BatchNorm2d(1, eps=1e-12, momentum=0.1)
+    full = full_bn(x)  # mean 6, biased variance 26
+    torch.testing.assert_close(full.flatten(), torch.tensor([-6.0, 4.0, -4.0, 6.0]) / math.sqrt(26.0))
+    assert full_bn.running_var.item() == pytest.approx(0.9 + 0.1 * 104.0 / 3.0)
+
+
+def test_split_bn_matches_per_group_batch_norm_with_affine_parameters():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 3, 4, 5, generator=g)
+    bn = nn.BatchNorm2d(3)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([0.5, 2.0, -1.0]))
+        bn.bias.copy_(torch.tensor([1.0, 0.0, 3.0]))
+    out = split_batch_norm(x, bn, 3)
+    for grp in range(3):
+        xs = x[grp::3]
+        mean = xs.mean(dim=(0, 2, 3), keepdim=True)
+        var = xs.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+        ref = (xs - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(1, 3, 1, 1) + bn.bias.view(1, 3, 1, 1)
+        torch.testing.assert_close(out[grp::3], ref, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError):
+        split_batch_norm(x, bn, 5)
+
+
+def test_cumulative_average_when_momentum_is_none():
+    bn = nn.BatchNorm1d(1, momentum=None)
+    split_batch_norm(torch.tensor([[0.0], [10.0], [2.0], [12.0]]), bn, 2)  # group means 1, 11
+    split_batch_norm(torch.tensor([[4.0], [4.0], [4.0], [4.0]]), bn, 2)  # group means 4, 4
+    assert bn.running_mean.item() == pytest.approx((6.0 + 4.0) / 2)
+    assert int(bn.num_batches_tracked) == 2
+
+
+def test_patched_and_grouped_forward_agree_and_patch_is_removed():
+    torch.manual_seed(0)
+    a = ResNet([1, 1], 4, 2, None)
+    b = ResNet([1, 1], 4, 2, None)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(8, 2, 6, 6)
+    with split_bn(a, 4):
+        ya = a.pooled(x)
+    yb = grouped_forward(b.pooled, x, 4)
+    torch.testing.assert_close(ya, yb, rtol=1e-4, atol=1e-5)
+    assert all("forward" not in m.__dict__ for m in a.modules())
+    # split output differs from plain full-batch BN
+    assert not torch.allclose(ya, a.pooled(x), atol=1e-4)
+    # running means: patched = average of group statistics; grouped = 4 sequential EMA updates
+    assert torch.isfinite(a.stem[1].running_var).all()
+
+
+def test_eval_mode_is_not_split():
+    torch.manual_seed(0)
+    net = ResNet([1], 4, 1, None).eval()
+    x = torch.randn(4, 1, 5, 5)
+    with split_bn(net, 2):
+        y = net.pooled(x)
+    torch.testing.assert_close(y, net.pooled(x))
+
+
+class OwnForwardBN(nn.BatchNorm2d):
+    def forward(self, x):
+        return super().forward(x)
+
+
+def test_unpatchable_layers_fall_back_to_grouped_forward():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 1), OwnForwardBN(2))
+    x = torch.randn(6, 1, 3, 3)
+    with pytest.raises(TypeError):
+        with split_bn(net, 2):
+            pass
+    y = encode_split(net, net, x, 2)
+    for g in range(2):
+        torch.testing.assert_close(y[g::2], net(x[g::2]))
+
+
+def test_shuffled_forward_returns_rows_in_the_original_order():
+    x = torch.arange(8.0).view(8, 1)
+    out = shuffled_forward(lambda v: v * 2, x, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, x * 2)
+
+    def first_half_mean(v):  # depends on which samples share the first half of the batch
+        return v - v[: v.shape[0] // 2].mean()
+
+    a = shuffled_forward(first_half_mean, x, torch.Generator().manual_seed(1))
+    b = shuffled_forward(first_half_mean, x, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, first_half_mean(x))
