@@ -1,5 +1,10 @@
-"""Rotation prediction: every image contributes all four rotations (0, 90, 180, 270 degrees),
-so the batch is four times larger; the label of ``rot90(x, k)`` is ``k``."""
+"""Rotation prediction (Gidaris et al. 2018, as in UnNAS): every image contributes all four
+rotations (0, 90, 180, 270 degrees), so the batch is four times larger; the label of
+``rot90(x, k)`` is ``k``, and the reported accuracy is over all ``4B`` predictions.
+
+Training augmentation (before rotating): random crop with padding and a horizontal flip
+(:func:`unnas.data.augment.standard_augment`), as UnNAS does on CIFAR.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unnas.objectives.base import Objective, accuracy
+from unnas.errors import UserError
+from unnas.objectives.base import DataInfo, Objective, accuracy
 from unnas.registry import OBJECTIVES
 
 
@@ -26,15 +32,29 @@ class Rotation(Objective):
     name = "rotation"
 
     def __init__(self, backbone, info, options=None):
+        self.check_data(info)
         super().__init__(backbone, info, options)
         self.head = nn.Linear(backbone.num_features, 4)
+
+    @classmethod
+    def check_data(cls, info: DataInfo) -> None:
+        h, w = info.image_size
+        if h != w:
+            raise UserError("--data", f"{h}x{w}", "square images (set data.image_size)",
+                            message=f"rotation needs square images (a quarter turn swaps height and "
+                                    f"width); these are {h}x{w}")
+
+    def prepare(self, images: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 ``(B, C, H, W)`` -> the four rotations ``(4B, C, H, W)`` (normalized) and labels."""
+        x = super().train_input(images, generator) if self.training else self.eval_input(images)
+        return rotate_batch(x)
 
     def train_input(self, images, generator):
         return rotate_batch(super().train_input(images, generator))[0]
 
     def forward(self, images, labels=None, generator=None):
-        x = super().train_input(images, generator) if self.training else self.eval_input(images)
-        x, target = rotate_batch(x)
+        x, target = self.prepare(images, generator)
         logits = self.head(self.backbone.pooled(x))
         return {"loss": F.cross_entropy(logits, target), "acc": accuracy(logits, target),
                 "n": torch.tensor(target.shape[0])}
