@@ -1,37 +1,584 @@
-"""Plots of a ranking run (matplotlib, Agg backend: no display needed)."""
+"""Plots and the self-contained HTML report of one or more ranking runs.
+
+``python -m unnas.report RUN_DIR [RUN_DIR ...] [--out DIR] [--to-wandb]`` reads the run folders'
+stores, writes one PNG per plot, ``report.json`` (every number shown) and ``report.html`` (images
+embedded as base64 PNG, so the file can be mailed or attached on its own). Several run folders
+make one combined report, e.g. one run per generator. ``--to-wandb`` replays the runs' JSON-lines
+logs and logs the report's tables and images to Weights & Biases.
+
+Plots use matplotlib's object API with the Agg canvas (no display, no pyplot state).
+"""
 
 from __future__ import annotations
 
+import argparse
+import base64
+import hashlib
+import html
 import math
+import os
+import sys
+import time
 from pathlib import Path
+from typing import Any, Iterable
 
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from scipy.stats import rankdata  # noqa: E402
 
-from unnas.analysis import Ranking, fmt_corr  # noqa: E402
+from eval.edf import complexity_weights, plot_edfs  # noqa: E402
+from unnas.analysis import (  # noqa: E402
+    Analysis,
+    Ranking,
+    analyze,
+    dumps,
+    fmt_corr,
+    load_run,
+)
+from unnas.errors import UserError  # noqa: E402
+from unnas.runner import SUPERVISED  # noqa: E402
+
+DPI = 120
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+EDF_BINS = 20  # NDS: 20 complexity bins
 
 
-def scatter(rk: Ranking, objective: str, path: Path, score_label: str = "label-free score") -> Path:
-    """Label-free score vs supervised accuracy, one point per candidate, with rho / tau and CIs."""
-    fig = Figure(figsize=(5.2, 4.4), dpi=120)
-    ax = fig.add_subplot()
-    xs, ys = [], []
-    for a in rk.arch_ids:
-        x, y = rk.scores[objective].get(a, math.nan), rk.supervised.get(a, math.nan)
-        if not (math.isnan(x) or math.isnan(y)):
-            xs.append(100 * x)
-            ys.append(100 * y)
-    ax.scatter(xs, ys, s=28, alpha=0.8, edgecolor="black", linewidth=0.4)
-    ag = rk.agreement.get(objective)
-    if ag:
-        ax.set_title(f"{objective}: n={ag['n']}\nSpearman {fmt_corr(ag['spearman'])}\n"
-                     f"Kendall {fmt_corr(ag['kendall'])}", fontsize=9)
-    ax.set_xlabel(f"{objective} {score_label} (%)")
-    ax.set_ylabel("supervised test accuracy (%)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
+def _color(i: int) -> str:
+    return f"C{i % 10}"
+
+
+def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
+
+
+# ------------------------------------------------------------------ plots
+def scatter(rk: Ranking, objective: str, path: Path, score_label: str = "label-free score") -> Path:
+    """Label-free score vs supervised accuracy, one point per candidate, with rho / tau and CIs.
+
+    Candidates are marked by generator when the ranking mixes several."""
+    fig = Figure(figsize=(5.6, 4.8), dpi=DPI)
+    ax = fig.add_subplot()
+    gens = rk.generator_names or [""]
+    x_all, y_all = 100 * rk.column(objective), 100 * rk.column(SUPERVISED)
+    for i, g in enumerate(gens):
+        sel = np.array([len(gens) == 1 or rk.generators.get(a) == g for a in rk.arch_ids], dtype=bool)
+        ok = sel & np.isfinite(x_all) & np.isfinite(y_all)
+        ax.scatter(x_all[ok], y_all[ok], s=30, alpha=0.85, marker=MARKERS[i % len(MARKERS)], color=_color(i),
+                   edgecolor="black", linewidth=0.4, label=f"{g} (n={int(ok.sum())})" if len(gens) > 1 else None)
+    ag = rk.agreement.get(objective)
+    title = objective
+    if ag:
+        title = (f"{objective}: n={ag['n']} candidates\nSpearman rho {fmt_corr(ag['spearman'])}\n"
+                 f"Kendall tau {fmt_corr(ag['kendall'])}  (95% bootstrap CI)")
+    nc = rk.noise_ceiling.get(objective, math.nan)
+    if nc == nc:
+        title += f"\nseed-to-seed rho {nc:+.3f}"
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(f"{objective} {score_label} (%)")
+    ax.set_ylabel("supervised test accuracy (%)")
+    if len(gens) > 1:
+        ax.legend(title="generator", fontsize=8, title_fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _finite_pops(pops: dict[str, dict[str, np.ndarray]], need: str | None = None) -> dict[str, dict]:
+    out = {}
+    for name, p in pops.items():
+        ok = np.isfinite(p["error"])
+        if need is not None:
+            ok &= np.isfinite(p[need]) & (p[need] > 0)
+        if ok.any():
+            out[name] = p
+    return out
+
+
+def edf_plot(pops: dict[str, dict[str, np.ndarray]], path: Path, title: str, xlabel: str,
+             normalize_by: str | None = "params") -> Path:
+    """EDFs of the populations' errors on one axis (``eval.edf.plot_edfs``); with ``normalize_by``
+    a second panel shows the complexity-normalized EDFs (NDS: each of 20 log-spaced bins of the
+    measure carries equal weight; bins span each population's own range)."""
+    norm = _finite_pops(pops, normalize_by) if normalize_by else {}
+    panels = 2 if norm else 1
+    fig = Figure(figsize=(5.4 * panels, 4.2), dpi=DPI)
+    ax = fig.add_subplot(1, panels, 1)
+    plot_edfs({k: p["error"] for k, p in pops.items()}, ax=ax, xlabel=xlabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    if norm:
+        ax2 = fig.add_subplot(1, panels, 2)
+        weights = {}
+        for k, p in norm.items():
+            ok = np.isfinite(p["error"]) & np.isfinite(p[normalize_by])
+            w = np.zeros(p["error"].size)
+            w[ok] = complexity_weights(p[normalize_by][ok], n_bins=EDF_BINS)
+            weights[k] = w
+        plot_edfs({k: p["error"] for k, p in norm.items()}, ax=ax2, weights=weights, xlabel=xlabel)
+        ax2.set_title(f"{normalize_by}-normalized EDF ({EDF_BINS} log bins)", fontsize=10)
+        ax2.grid(alpha=0.3)
+    for a in fig.axes:
+        if a.get_legend():
+            a.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def random_experiment_plot(curves: dict[str, dict], path: Path, score_label: str = "label-free score") -> Path:
+    """Supervised accuracy of the best of m random candidates, picked by each objective's score,
+    by the supervised accuracy itself (oracle) and at random. Lines: exact expectation over all
+    m-subsets; bands: +-1 standard deviation of the pick's accuracy."""
+    fig = Figure(figsize=(6.4, 4.6), dpi=DPI)
+    ax = fig.add_subplot()
+    ref = curves["reference"]
+
+    def line(res: dict, rule: str, label: str, color: str, style: str = "-") -> None:
+        m = np.asarray(res["m"], dtype=float)
+        mu = 100 * np.asarray(res[rule]["expected"])
+        sd = 100 * np.asarray(res[rule]["expected_std"])
+        ax.plot(m, mu, style, color=color, marker="o", markersize=3.5, label=label)
+        ax.fill_between(m, mu - sd, mu + sd, color=color, alpha=0.08, linewidth=0)
+
+    line(ref, "oracle", "best by supervised accuracy (oracle)", "black", "--")
+    objs = [o for o in curves if o != "reference"]
+    for i, o in enumerate(objs):
+        line(curves[o], "proxy", f"best by {o} {score_label}", _color(i))
+    line(ref, "random", "random pick (population mean)", "grey", ":")
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("m = number of candidates sampled")
+    ax.set_ylabel("supervised test accuracy of the pick (%)")
+    ax.set_title(f"random experiment: best of m of the n={ref['n']} candidates with every score\n"
+                 f"line = exact expectation over all m-subsets, band = +-1 std", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def complexity_plot(rk: Ranking, path: Path, score_label: str = "label-free score",
+                    comparison: list[dict] | None = None) -> Path:
+    """Accuracy (supervised and each objective's label-free score) against parameters and FLOPs,
+    log x axis; colour = series, marker = generator. Panel titles give Spearman rho of the measure
+    with the supervised accuracy (the training-free baseline)."""
+    series = ([SUPERVISED] if rk.supervised else []) + rk.objectives
+    gens = rk.generator_names or [""]
+    fig = Figure(figsize=(11.0, 4.6), dpi=DPI)
+    base = {r["name"]: r["agreement"] for r in (comparison or []) if r["kind"] == "baseline"}
+    for j, (measure, unit, scale) in enumerate((("params", "parameters", 1.0), ("flops", "MFLOPs", 1e-6))):
+        ax = fig.add_subplot(1, 2, j + 1)
+        x = rk.column(measure) * scale
+        for i, s in enumerate(series):
+            y = 100 * rk.column(s)
+            for k, g in enumerate(gens):
+                sel = np.array([len(gens) == 1 or rk.generators.get(a) == g for a in rk.arch_ids], dtype=bool)
+                ok = sel & np.isfinite(x) & np.isfinite(y)
+                name = "supervised test accuracy" if s == SUPERVISED else f"{s} {score_label}"
+                ax.scatter(x[ok], y[ok], s=26, marker=MARKERS[k % len(MARKERS)], alpha=0.8,
+                           color="black" if s == SUPERVISED else _color(i), edgecolor="black",
+                           linewidth=0.4, label=name if k == 0 else None)
+        if np.isfinite(x).any() and np.all(x[np.isfinite(x)] > 0):
+            ax.set_xscale("log")
+        ax.set_xlabel(f"{unit} (log scale)")
+        ax.set_ylabel("accuracy (%)")
+        ag = base.get(measure)
+        ax.set_title(f"{measure} vs accuracy" + (f"\nSpearman({measure}, supervised) {fmt_corr(ag['spearman'])}"
+                                                  if ag else ""), fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    if len(gens) > 1:
+        from matplotlib.lines import Line2D
+
+        handles += [Line2D([], [], linestyle="", marker=MARKERS[k % len(MARKERS)], color="grey",
+                           markeredgecolor="black") for k in range(len(gens))]
+        labels += [f"generator {g}" for g in gens]
+    fig.tight_layout(rect=(0, 0.1 if handles else 0, 1, 1))
+    if handles:
+        fig.legend(handles, labels, fontsize=9, loc="lower center", ncol=min(len(labels), 5), frameon=False)
+    return _save(fig, path)
+
+
+def make_plots(an: Analysis, out_dir: Path) -> list[tuple[str, Path, str]]:
+    """Write every plot as a PNG under ``out_dir``; returns ``(key, path, caption)`` per plot."""
+    rk, lab = an.ranking, an.score_label
+    plots = []
+    if rk.supervised:
+        for o in rk.objectives:
+            p = scatter(rk, o, out_dir / f"scatter_{o}.png", lab)
+            plots.append((f"scatter_{o}", p, f"{o}: {lab} vs supervised test accuracy, one point per candidate "
+                                             f"(mean over seeds)."))
+    pops = an.populations
+    if pops["generator"]:
+        p = edf_plot(pops["generator"], out_dir / "edf_generator.png", "supervised error EDF per generator",
+                     "supervised test error (%)")
+        plots.append(("edf_generator", p, "Error EDF per generator: fraction of candidates with supervised test "
+                                          "error at most x; right: each params bin weighted equally (NDS)."))
+    if pops["objective"]:
+        p = edf_plot(pops["objective"], out_dir / "edf_objective.png",
+                     f"error EDF per objective (100 - {lab}; supervised: test error)", "error (%)",
+                     normalize_by=None)
+        plots.append(("edf_objective", p, f"EDF of each objective's label-free error (100 - {lab}) over the same "
+                                          "candidates, with the supervised test error for reference."))
+    if an.curves:
+        p = random_experiment_plot(an.curves, out_dir / "random_experiment.png", lab)
+        plots.append(("random_experiment", p, "Random experiment (UnNAS): sample m candidates, keep the one with "
+                                              "the best score, report its supervised test accuracy."))
+    if any(c.get("params") is not None for c in rk.complexity.values()):
+        p = complexity_plot(rk, out_dir / "complexity.png", lab, an.comparison)
+        plots.append(("complexity", p, "Complexity vs accuracy. The panel titles give the agreement of the "
+                                       "complexity measure alone with the supervised accuracy (no training)."))
+    return plots
+
+
+# ------------------------------------------------------------------ HTML
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;
+color:#222;padding:0 16px;line-height:1.4}
+h1{font-size:1.5em;margin-bottom:4px}h2{font-size:1.2em;margin-top:32px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;vertical-align:top}
+th{background:#f3f3f3}td.l,th.l{text-align:left}tr.best td{background:#eaf6ea;font-weight:600}
+tr.baseline td{color:#666;font-style:italic}
+figure{display:inline-block;margin:8px 12px 16px 0;vertical-align:top}
+figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:12px;color:#555;max-width:680px}
+pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}
+.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:6px 10px;margin:8px 0}
+.muted{color:#666;font-size:13px}td.err{white-space:pre-wrap;text-align:left;font-family:monospace;font-size:12px}
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * float(v):.2f}"
+
+
+def _num(v: Any, fmt: str = "+.3f") -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(float(v), fmt)
+
+
+def _table(head: list[str], rows: Iterable[list], left: int = 1, row_cls: list[str] | None = None) -> str:
+    """HTML table. Cells are escaped strings, or ``(text, css_class)``; the first ``left`` columns
+    are left-aligned."""
+    th = "".join(f'<th class="l">{h}</th>' if i < left else f"<th>{h}</th>" for i, h in enumerate(head))
+    body = []
+    for n, r in enumerate(rows):
+        cls = f' class="{row_cls[n]}"' if row_cls and row_cls[n] else ""
+        tds = []
+        for i, c in enumerate(r):
+            text, css = c if isinstance(c, tuple) else (c, "l" if i < left else "")
+            tds.append(f'<td class="{css}">{text}</td>' if css else f"<td>{text}</td>")
+        body.append(f"<tr{cls}>{''.join(tds)}</tr>")
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _comparison_html(an: Analysis) -> str:
+    if not an.comparison:
+        return '<p class="muted">No supervised reference: nothing to compare with.</p>'
+    ks_ = sorted({t["spec"] for r in an.comparison for t in r["agreement"]["top_k"]}, key=str)
+    head = ["objective", "n", "Spearman rho [95% CI]", "Kendall tau [95% CI]", "Pearson r [95% CI]",
+            "perm. p (rho)", *[f"top-{_e(k if isinstance(k, int) else f'{100 * k:g}%')} overlap" for k in ks_],
+            "pairwise acc.", "seed-to-seed rho"]
+    rows, cls = [], []
+    for r in an.comparison:
+        ag = r["agreement"]
+        tk = {t["spec"]: t for t in ag["top_k"]}
+        name = _e(r["name"]) + (" (baseline, no training)" if r["kind"] == "baseline" else "")
+        rows.append([name, str(ag["n"]), _e(fmt_corr(ag["spearman"])), _e(fmt_corr(ag["kendall"])),
+                     _e(fmt_corr(ag["pearson"])), _num(ag["spearman"]["p_perm"], ".3g"),
+                     *[(_num(tk[k]["overlap"], ".2f") + f" (k={tk[k]['k']})") if k in tk else "-" for k in ks_],
+                     _num(ag["pairwise_accuracy"], ".3f"), _num(r["noise_ceiling"])])
+        cls.append("best" if r["name"] == an.best and r["kind"] == "objective" else
+                   "baseline" if r["kind"] == "baseline" else "")
+    best = (f"<p>Best-agreeing objective: <b>{_e(an.best)}</b> (highest Spearman rho).</p>" if an.best else
+            "<p>No objective has a defined rank correlation.</p>")
+    sup_nc = an.ranking.noise_ceiling.get(SUPERVISED, math.nan)
+    note = ('<p class="muted">Agreement of each label-free ranking with the supervised one over the candidates '
+            "where both finished (n). CIs: percentile bootstrap over candidates; p: permutation test of rho; "
+            "top-k overlap: shared fraction of the two top-k sets; pairwise acc.: fraction of candidate pairs "
+            "ordered alike; seed-to-seed rho: rank agreement between training seeds of the same objective "
+            "(the noise ceiling). Baseline rows rank by the complexity measure alone"
+            + (f"; supervised seed-to-seed rho {sup_nc:+.3f}" if sup_nc == sup_nc else "") + ".</p>")
+    out = best + _table(head, rows, row_cls=cls) + note
+    if an.by_generator:
+        objs = an.ranking.objectives
+        rows = [[_e(g), *[f"{_e(fmt_corr(ag[o]['spearman']))} (n={ag[o]['n']})" for o in objs]]
+                for g, ag in an.by_generator.items()]
+        out += "<h3>Spearman rho within each generator</h3>" + _table(["generator", *map(_e, objs)], rows)
+    return out
+
+
+def _ranking_html(an: Analysis) -> str:
+    rk = an.ranking
+    if not rk.arch_ids:
+        return '<p class="muted">No candidates.</p>'
+    objs = rk.objectives
+    key = an.best or (objs[0] if objs else SUPERVISED)
+    cols = {o: rk.column(o) for o in [*objs, SUPERVISED]}
+    ranks = {}
+    for o, v in cols.items():
+        ok = np.isfinite(v)
+        r = np.full(v.size, np.nan)
+        if ok.any():
+            r[ok] = rankdata(-v[ok], method="min")
+        ranks[o] = r
+    order = sorted(range(len(rk.arch_ids)), key=lambda i: (-cols[key][i] if np.isfinite(cols[key][i]) else math.inf,
+                                                           rk.arch_ids[i]))
+    head = ["#", "arch_id", "generator", "params", "MFLOPs",
+            *[f"{_e(o)} {_e(an.score_label)} % (rank)" for o in objs], "supervised acc. % (rank)"]
+    rows = []
+    for pos, i in enumerate(order, 1):
+        a = rk.arch_ids[i]
+        cx = rk.complexity.get(a, {})
+        cells = [str(pos), f'<span title="{_e(rk.specs.get(a, ""))}">{_e(a)}</span>', _e(rk.generators.get(a, ""))]
+        cells += [f"{cx['params']:,}" if cx.get("params") is not None else "-",
+                  f"{cx['flops'] / 1e6:.2f}" if cx.get("flops") is not None else "-"]
+        for o in [*objs, SUPERVISED]:
+            v, r = cols[o][i], ranks[o][i]
+            cells.append(_pct(v) + ("" if math.isnan(r) else f" ({int(r)})"))
+        rows.append(cells)
+    return (f'<p class="muted">Sorted by {_e(key)}; ranks: 1 = best. Scores are means over seeds. '
+            f"Hover an arch_id for its spec.</p>" + _table(head, rows, left=3))
+
+
+def _failed_html(an: Analysis) -> str:
+    failed = an.ranking.failed
+    if not failed:
+        return "<p>Every job finished.</p>"
+    rows = [[_e(r.status), _e(r.objective), _e(r.arch_id), _e(r.generator), str(r.seed),
+             _num(r.seconds, ".1f"), (_e(r.error or "(no message)"), "err")] for r in failed]
+    head = ["status", "objective", "arch_id", "generator", "seed", "seconds", "reason"]
+    return _table(head, rows, left=4)
+
+
+def _ks_html(an: Analysis) -> str:
+    if not an.ks_generator:
+        return ""
+    rows = [[_e(k["a"]), _e(k["b"]), f"{k['D']:.3f}", f"{k['p_value']:.3g}", f"{k['n_a']:g}", f"{k['n_b']:g}"]
+            for k in an.ks_generator]
+    return ("<h3>Kolmogorov-Smirnov between generators (supervised error)</h3>"
+            + _table(["A", "B", "D = sup|F_A - F_B|", "p", "n_A", "n_B"], rows, left=2))
+
+
+def _header(an: Analysis) -> str:
+    rk = an.ranking
+    names = ", ".join(r.name for r in an.runs)
+    st = ", ".join(f"{v} {k}" for k, v in an.status.items() if v)
+    data = sorted({str((r.config.get("data") or {}).get("name", "?")) for r in an.runs})
+    lines = [f"<h1>unnas ranking report: {_e(names)}</h1>",
+             f'<p class="muted">generated {_e(time.strftime("%Y-%m-%d %H:%M:%S"))} from '
+             f"{_e(', '.join(str(r.path) for r in an.runs))}</p>",
+             f"<p>{len(rk.arch_ids)} candidates; generators: {_e(', '.join(rk.generator_names) or '-')}; "
+             f"label-free objectives: {_e(', '.join(rk.objectives) or '-')}; data: {_e(', '.join(data))}; "
+             f"label-free score: {_e(an.score_label)}; jobs: {_e(st or 'none')}.</p>"]
+    lines += [f'<div class="warn">{_e(w)}</div>' for w in an.warnings]
+    return "\n".join(lines)
+
+
+def _config_html(an: Analysis) -> str:
+    parts = []
+    for r in an.runs:
+        argv = [e.get("argv") for e in r.events if e.get("event") == "run_start" and e.get("argv")]
+        cmd = f"<p class=\"muted\">command: <code>{_e(' '.join(map(str, argv[-1])))}</code></p>" if argv else ""
+        parts.append(f"<details open><summary>{_e(r.name)}</summary>{cmd}"
+                     f"<pre>{_e(r.config_text or '(no config.yaml)')}</pre></details>")
+    return "".join(parts)
+
+
+def render_html(an: Analysis, plots: list[tuple[str, Path, str]]) -> str:
+    figs = {k: f"<figure>{_img(p, k)}<figcaption>{_e(c)}</figcaption></figure>" for k, p, c in plots}
+    sc = "".join(v for k, v in figs.items() if k.startswith("scatter_"))
+    sections = [
+        _header(an),
+        "<h2>Objectives compared</h2>" + _comparison_html(an),
+        "<h2>Label-free score vs supervised accuracy</h2>" + (sc or '<p class="muted">Not available.</p>'),
+        "<h2>Random experiment</h2>" + figs.get("random_experiment", '<p class="muted">Not available.</p>'),
+        "<h2>Distribution estimates (EDFs)</h2>" + figs.get("edf_generator", "") + figs.get("edf_objective", "")
+        + _ks_html(an),
+        "<h2>Complexity vs accuracy</h2>" + figs.get("complexity", '<p class="muted">No complexity recorded.</p>'),
+        "<h2>Ranking</h2>" + _ranking_html(an),
+        "<h2>Failed candidates</h2>" + _failed_html(an),
+        "<h2>Configuration</h2>" + _config_html(an),
+    ]
+    title = "unnas report: " + ", ".join(r.name for r in an.runs)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<style>{_CSS}</style></head><body>\n" + "\n".join(sections) + "\n</body></html>\n")
+
+
+# ------------------------------------------------------------------ W&B
+def _clean(v: Any) -> Any:
+    if isinstance(v, (float, np.floating)) and not math.isfinite(float(v)):
+        return None
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def wandb_tables(an: Analysis) -> dict[str, tuple[list[str], list[list[Any]]]]:
+    """The report's tables as ``key -> (columns, rows)`` with plain values (NaN -> None)."""
+    rk = an.ranking
+    objs = rk.objectives
+    cols = ["arch_id", "generator", "params", "flops", *objs, SUPERVISED]
+    ranking = [[a, rk.generators.get(a), rk.complexity.get(a, {}).get("params"), rk.complexity.get(a, {}).get("flops"),
+                *[_clean(rk.column(o, [a])[0]) for o in [*objs, SUPERVISED]]] for a in rk.arch_ids]
+    comp_cols = ["name", "kind", "n", "spearman", "spearman_lo", "spearman_hi", "kendall", "kendall_lo",
+                 "kendall_hi", "p_perm", "pairwise_accuracy", "noise_ceiling", "best"]
+    comp = []
+    for r in an.comparison:
+        ag = r["agreement"]
+        comp.append([_clean(x) for x in (r["name"], r["kind"], ag["n"], ag["spearman"]["value"],
+                                         ag["spearman"]["ci_low"], ag["spearman"]["ci_high"], ag["kendall"]["value"],
+                                         ag["kendall"]["ci_low"], ag["kendall"]["ci_high"], ag["spearman"]["p_perm"],
+                                         ag["pairwise_accuracy"], r["noise_ceiling"], r["name"] == an.best)])
+    failed = [[r.job_id, r.arch_id, r.generator, r.objective, r.seed, r.status, r.error] for r in rk.failed]
+    return {"ranking": (cols, ranking), "objectives": (comp_cols, comp),
+            "failed": (["job_id", "arch_id", "generator", "objective", "seed", "status", "error"], failed)}
+
+
+def to_wandb(an: Analysis, plots: list[tuple[str, Path, str]], out_dir: Path, mode: str = "offline",
+             project: str | None = None, name: str | None = None) -> str:
+    """Replay the runs' ``log.jsonl`` events into a new W&B run, then log the report's tables
+    (``wandb.Table``) and plots (``wandb.Image``). Returns the W&B run's local folder.
+
+    Job events become ``<objective>/<metric>`` points (prefixed ``<run>/`` when several runs are
+    combined), as the live tracker logs them; summary events go to the run summary. W&B writes the
+    run's files in a service process: they are complete after ``wandb.teardown()`` (called at
+    process exit, and by ``main``)."""
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    multi = len(an.runs) > 1
+    project = project or (an.runs[0].config.get("run") or {}).get("wandb_project") or "unnas"
+    config = {r.name: r.config for r in an.runs} if multi else an.runs[0].config
+    run = wandb.init(project=project, name=name or "+".join(r.name for r in an.runs), dir=str(out_dir), mode=mode,
+                     config=config, reinit="create_new", job_type="report")
+    try:
+        for r in an.runs:
+            pre = f"{r.name}/" if multi else ""
+            for ev in r.events:
+                if ev.get("event") == "job":
+                    flat = {f"{pre}{ev.get('objective')}/{k}": v for k, v in (ev.get("metrics") or {}).items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                    if flat:
+                        run.log(flat)
+                elif ev.get("event") in ("summary", "run_start"):
+                    for k, v in ev.items():
+                        if k not in ("event", "time") and isinstance(v, (int, float, str)):
+                            key = f"{pre}{k}" if ev["event"] == "summary" else f"{pre}run_start/{k}"
+                            run.summary[key] = v
+        for key, (cols, rows) in wandb_tables(an).items():
+            run.log({f"report/{key}": wandb.Table(columns=cols, data=rows)})
+        for key, path, caption in plots:
+            run.log({f"report/{key}": wandb.Image(str(path), caption=caption)})
+        if an.best:
+            run.summary["best_objective"] = an.best
+        for r in an.comparison:
+            run.summary[f"{r['name']}/spearman"] = _clean(r["agreement"]["spearman"]["value"])
+            run.summary[f"{r['name']}/kendall"] = _clean(r["agreement"]["kendall"]["value"])
+        return str(Path(run.dir).parent)
+    finally:
+        run.finish()
+
+
+# ------------------------------------------------------------------ entry points
+def default_out_dir(run_dirs: list[Path]) -> Path:
+    """The run folder itself for one run; ``<parent of the first>/report-<names>`` for several."""
+    if len(run_dirs) == 1:
+        return run_dirs[0]
+    names = "+".join(p.name for p in run_dirs)
+    if len(names) > 80:
+        names = names[:60] + "-" + hashlib.sha1(names.encode()).hexdigest()[:8]
+    return run_dirs[0].parent / f"report-{names}"
+
+
+def write_report(run_dirs: list[Path], out_dir: Path | None = None, wandb_mode: str = "disabled", *,
+                 tracker: Any = None, n_boot: int = 1000, n_draws: int = 1000, seed: int = 0,
+                 wandb_project: str | None = None) -> Path:
+    """Analyse the run folders and write the PNGs, ``report.json`` and ``report.html`` into
+    ``out_dir`` (default: :func:`default_out_dir`). Returns the path of ``report.html``.
+
+    ``tracker``: an open :class:`unnas.tracking.Tracker` (or anything with ``table(key, columns,
+    rows)`` and ``image(key, path)``) that receives the tables and plots, e.g. the ranking run's own
+    W&B run. ``wandb_mode`` ``offline`` / ``online``: also replay everything into a new W&B run.
+    """
+    from unnas.tracking import WANDB_MODES
+
+    if wandb_mode not in WANDB_MODES:
+        raise UserError("--wandb-mode", wandb_mode, WANDB_MODES)
+    run_dirs = [Path(p) for p in run_dirs]
+    runs = [load_run(p) for p in run_dirs]
+    an = analyze(runs, n_boot=n_boot, n_draws=n_draws, seed=seed)
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(run_dirs)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError("--out", str(out_dir), "a writable folder", message=f"cannot create ({e.strerror})") from None
+    plots = make_plots(an, out_dir)
+    (out_dir / "report.json").write_text(dumps(an.to_json()))
+    page = out_dir / "report.html"
+    tmp = page.with_name(f".report.html.tmp{os.getpid()}")
+    tmp.write_text(render_html(an, plots), encoding="utf-8")
+    os.replace(tmp, page)
+    if tracker is not None:
+        for key, (cols, rows) in wandb_tables(an).items():
+            tracker.table(f"report/{key}", cols, rows)
+        for key, path, _ in plots:
+            tracker.image(f"report/{key}", path)
+    if wandb_mode != "disabled":
+        to_wandb(an, plots, out_dir, wandb_mode, project=wandb_project)
+    return page
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m unnas.report",
+                                description="Write report.html (self-contained) and PNG plots for ranking runs.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folder(s); several = one combined report")
+    p.add_argument("--out", help="output folder (default: the run folder; for several runs "
+                                 "<parent>/report-<names>)")
+    p.add_argument("--to-wandb", action="store_true", help="replay log.jsonl, tables and plots into W&B")
+    env_mode = os.environ.get("WANDB_MODE", "")
+    p.add_argument("--wandb-mode", choices=["offline", "online"], default=env_mode if env_mode in ("offline", "online")
+                   else "online", help="W&B mode for --to-wandb (default: $WANDB_MODE or online)")
+    p.add_argument("--wandb-project", help="W&B project (default: the run's run.wandb_project)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CIs")
+    p.add_argument("--n-draws", type=int, default=1000, help="draws per m in the random experiment")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap / permutation / draws")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parser().parse_args(argv)
+    try:
+        for name, v in (("--n-boot", a.n_boot), ("--n-draws", a.n_draws)):
+            if v < 1:
+                raise UserError(name, v, "an integer >= 1")
+        page = write_report([Path(p) for p in a.run_dirs], Path(a.out) if a.out else None,
+                            a.wandb_mode if a.to_wandb else "disabled", n_boot=a.n_boot, n_draws=a.n_draws,
+                            seed=a.seed, wandb_project=a.wandb_project)
+        if a.to_wandb:
+            import wandb
+
+            wandb.teardown()  # wait until the service has written / uploaded everything
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(page)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
