@@ -1,0 +1,127 @@
+"""``python -m unnas.longtail``: decoupled classifier re-balancing on long-tailed data (joint, NCM,
+cRT, tau-norm, LWS; Kang et al. 2020). Argument parsing only; the work is in
+:mod:`unnas.longtail_run`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+import yaml
+
+from unnas.errors import UserError
+
+STAGE2_PREFIX = "stage2."
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m unnas.longtail", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="dotted config overrides, e.g. train.epochs=30 data.val_fraction=0.1 stage2.crt_lr=0.05")
+    p.add_argument("--data", default="digits-lt", help="dataset; NAME-lt is the long-tailed variant")
+    p.add_argument("--data-root", help="dataset folder")
+    p.add_argument("--imbalance", type=float, help="imbalance ratio rho = n_max / n_min (default 100 for -lt names)")
+    p.add_argument("--arch", default="resnet", help="generator name, ArchSpec JSON or a .json file holding one")
+    p.add_argument("--params", nargs="*", default=[], metavar="K=V", help="fixed generator parameters (YAML values)")
+    p.add_argument("--pretext", default="supervised",
+                   help="stage-1 objective: supervised, rotation, jigsaw, colorization or moco")
+    p.add_argument("--num-archs", type=int, default=1, help="architectures sampled from the generator")
+    p.add_argument("--master-seed", type=int, help="seed of the architecture sample")
+    p.add_argument("--seed", type=int, default=0, help="training seed (stage 1 and stage 2)")
+    p.add_argument("--checkpoint", help="stage-1 weights to load instead of training")
+    p.add_argument("--epochs", type=int, default=100, help="stage-1 training epochs")
+    p.add_argument("--steps", type=int, help="stage-1 budget in steps (overrides --epochs)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--sampler", default="instance", help="stage-1 sampler: instance, class, sqrt, progressive")
+    p.add_argument("--stage2-sampler", default="class", help="cRT / LWS sampler: instance, class, sqrt, progressive")
+    p.add_argument("--stage2-views", type=int, default=0,
+                   help="augmented copies of the training set that cRT and LWS train on (0: plain features)")
+    p.add_argument("--crt-epochs", type=int, default=30)
+    p.add_argument("--lws-epochs", type=int, default=30)
+    p.add_argument("--shot-thresholds", default="auto",
+                   help="many/few-shot thresholds: auto, paper (100,20), or MANY,FEW")
+    p.add_argument("--no-feature-cache", action="store_true", help="do not cache extracted features")
+    p.add_argument("--name", help="run folder name under --runs-dir (default: derived from the options)")
+    p.add_argument("--runs-dir", help="where run folders are created (default: runs)")
+    p.add_argument("--config", help="YAML config file (sections data, model, train, eval, run, <objective>)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--wandb", choices=["disabled", "offline", "online"], help="Weights & Biases logging")
+    p.add_argument("--quiet", action="store_true", help="no per-step progress")
+    return p
+
+
+def options_to_config(a: argparse.Namespace) -> dict:
+    base: dict = {"run": {}, "model": {}, "data": {}, "train": {}}
+    pairs = [("run", "pretext", a.pretext), ("run", "num_archs", a.num_archs), ("run", "master_seed", a.master_seed),
+             ("run", "name", a.name), ("run", "runs_dir", a.runs_dir), ("run", "device", a.device),
+             ("run", "wandb", a.wandb), ("data", "name", a.data), ("data", "root", a.data_root),
+             ("data", "imbalance", a.imbalance), ("train", "epochs", a.epochs), ("train", "steps", a.steps),
+             ("train", "batch_size", a.batch_size), ("train", "lr", a.lr)]
+    for sec, key, val in pairs:
+        if val is not None:
+            base[sec][key] = val
+    if a.arch and not a.arch.lstrip().startswith("{") and not a.arch.endswith(".json"):
+        base["model"]["generator"] = a.arch
+    if a.params:
+        params = {}
+        for item in a.params:
+            if "=" not in item:
+                raise UserError("--params", item, "K=V pairs, e.g. width=16")
+            k, v = item.split("=", 1)
+            params[k] = yaml.safe_load(v)
+        base["model"]["params"] = params
+    return {k: v for k, v in base.items() if v}
+
+
+def longtail_options(a: argparse.Namespace, stage2_overrides: list[str]):
+    from eval.decoupled import DecoupledOptions, parse_thresholds
+    from unnas.longtail_run import LongtailOptions
+
+    thresholds = parse_thresholds(a.shot_thresholds)
+    stage2 = DecoupledOptions(thresholds=thresholds, sampler=a.stage2_sampler, crt_epochs=a.crt_epochs,
+                              lws_epochs=a.lws_epochs)
+    fields = {f.name: f for f in dataclasses.fields(DecoupledOptions)}
+    changes = {}
+    for item in stage2_overrides:
+        key, val = item[len(STAGE2_PREFIX):].split("=", 1)
+        if key not in fields or key == "thresholds":
+            raise UserError("override", item, [STAGE2_PREFIX + k for k in fields if k != "thresholds"],
+                            message=f"unknown stage-2 option {key!r}")
+        v = yaml.safe_load(val)
+        default = getattr(stage2, key)
+        if isinstance(default, tuple):
+            v = tuple(v) if isinstance(v, (list, tuple)) else (v,)
+        elif isinstance(default, float) and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if not isinstance(v, type(default)) or isinstance(v, bool) != isinstance(default, bool):
+            raise UserError("override", item, f"a value of type {type(default).__name__}", message="wrong type")
+        changes[key] = v
+    stage2 = dataclasses.replace(stage2, **changes)
+    return LongtailOptions(arch=a.arch or "", checkpoint=a.checkpoint or "", seed=a.seed, stage1_sampler=a.sampler,
+                           stage2_views=a.stage2_views, feature_cache=not a.no_feature_cache, stage2=stage2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_intermixed_args(argv)
+    try:
+        from unnas import config
+        from unnas.longtail_run import run_longtail
+
+        stage2 = [o for o in args.overrides if o.startswith(STAGE2_PREFIX)]
+        others = [o for o in args.overrides if not o.startswith(STAGE2_PREFIX)]
+        for o in stage2:
+            if "=" not in o:
+                raise UserError("override", o, "key=value, e.g. stage2.crt_lr=0.05", message="not of the form key=value")
+        cfg = config.load(args.config, others, base=options_to_config(args))
+        run_longtail(cfg, longtail_options(args, stage2), quiet=args.quiet)
+        return 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
