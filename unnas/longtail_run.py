@@ -439,6 +439,10 @@ def run_longtail(cfg: Config, opts: LongtailOptions, quiet: bool = False,
     say(f"unnas.longtail {run_dir}  data={data.name} (rho={rho:g}; {len(data.train)} train, {len(data.val)} val, "
         f"{len(data.test)} test)  pretext={cfg.run.pretext}  archs={len(specs)}")
     say(f"train class counts: {counts['train']}")
+    empty = [i for i, n in enumerate(counts["train"]) if n == 0]
+    if empty:
+        say(f"warning: classes {empty} have no training images at rho={rho:g} (n_max * (1/rho)^(i/(C-1)) < 1); "
+            "they count as few-shot and NCM never predicts them")
     if label_free:
         say(f"stage 1 is {cfg.run.pretext} (label-free): the 'Joint' classifier is a linear probe on the "
             "pretext-trained backbone with instance-balanced sampling")

@@ -124,3 +124,26 @@ def test_probe_leaves_backbone_weights_and_bn_statistics_bit_identical(tmp_path)
     assert all(p.grad is None for p in objective.parameters())
     assert 0.0 <= res["top1"] <= 1.0 and res["top1"] == res2["top1"]
     assert len(list(tmp_path.glob("*.pt"))) == 3
+
+
+def test_feature_cache_is_keyed_by_weights_and_images(tmp_path):
+    from eval.cache import augmented_features, cached_features
+
+    data = load_dataset(DataConfig(name="fake", image_size=8))
+    torch.manual_seed(0)
+    objective = build_objective("supervised", build(ArchSpec("resnet", {"depths": [1], "width": 4}, 0), 3),
+                                DataInfo.of(data))
+    imgs = data.test.images[:40]
+    a = cached_features(objective, imgs, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+    assert torch.equal(cached_features(objective, imgs, cache_dir=tmp_path), a)  # hit
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+    b = cached_features(objective, imgs[:20], cache_dir=tmp_path)  # other split: new entry
+    assert torch.equal(b, a[:20]) and len(list(tmp_path.glob("*.pt"))) == 2
+    with torch.no_grad():
+        objective.backbone.stem[0].weight.mul_(2.0)  # another checkpoint: new entry, new features
+    c = cached_features(objective, imgs, cache_dir=tmp_path)
+    assert not torch.equal(c, a) and len(list(tmp_path.glob("*.pt"))) == 3
+    v = augmented_features(objective, imgs, views=2, seed=0)
+    assert v.shape == (80, a.shape[1]) and not torch.equal(v[:40], v[40:])
+    assert torch.equal(v, augmented_features(objective, imgs, views=2, seed=0))
