@@ -98,28 +98,14 @@ def resolve_specs(cfg: Config, opts: LongtailOptions, in_channels: int, image_si
                             message="a single spec cannot be sampled; give a generator name")
         get_generator(spec.generator).resolve(spec.params)
         return [spec]
-    gen_name = opts.arch or cfg.model.generator
-    gen = get_generator(gen_name)
-    base = dict(cfg.model.params)
+    from unnas.population import parse_generator, sample_population
+
+    gen_name, inline = parse_generator(opts.arch or cfg.model.generator)
+    base = {**inline, **dict(cfg.model.params)}
     if cfg.run.num_archs == 1:
-        return [ArchSpec(gen_name, gen.resolve(base), cfg.run.master_seed)]
-    try:
-        from unnas.population import sample_population
-    except ImportError:
-        sample_population = None
-    if sample_population is not None:
-        return sample_population(gen_name, cfg.run.num_archs, cfg.run.master_seed, base,
-                                 in_channels=in_channels, image_size=image_size)
-    rng = np.random.default_rng(cfg.run.master_seed)
-    specs, seen = [], set()
-    for i in range(100 * cfg.run.num_archs):
-        s = ArchSpec(gen_name, gen.sample_params(rng, base), int(rng.integers(2**31)))
-        if s.arch_id not in seen:
-            seen.add(s.arch_id)
-            specs.append(s)
-        if len(specs) == cfg.run.num_archs:
-            break
-    return specs
+        return [ArchSpec(gen_name, get_generator(gen_name).resolve(base), cfg.run.master_seed)]
+    return sample_population(gen_name, cfg.run.num_archs, cfg.run.master_seed, base,
+                             in_channels=in_channels, image_size=image_size)
 
 
 def validate(cfg: Config, opts: LongtailOptions) -> None:
@@ -149,6 +135,10 @@ def validate(cfg: Config, opts: LongtailOptions) -> None:
         if not ok:
             raise UserError(fld, value, allowed)
     parse_thresholds(opts.stage2.thresholds)
+    if _load_spec_text(opts.arch) is None if opts.arch else True:
+        from unnas.population import parse_generator
+
+        GENERATORS.get(parse_generator(opts.arch or cfg.model.generator)[0])
     if not objective_class(pretext).uses_labels and opts.stage1_sampler != "instance":
         raise UserError("--sampler", opts.stage1_sampler, "instance (for a label-free objective)",
                         message=f"{pretext} never sees labels, so stage 1 cannot sample by class")
