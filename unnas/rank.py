@@ -49,6 +49,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--join", action="store_true",
                    help="share the run folder with other runners started with --join; each runs jobs the "
                         "others have not claimed")
+    p.add_argument("--plugins", default="", metavar="MODULE[,MODULE]",
+                   help="import these modules first (they register your own generators / objectives); "
+                        "pool and Ray workers import them too")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     return p
 
@@ -86,10 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from unnas import config
         from unnas.ranking import run_ranking
+        from unnas.runner import import_plugins
 
+        plugins = tuple(m.strip() for m in args.plugins.split(",") if m.strip())
+        import_plugins(plugins)  # before the config: plugin objectives add config sections
         cfg = config.load(args.config, args.overrides, base=options_to_config(args))
         return run_ranking(cfg, quiet=args.quiet, retry_failed=args.retry_failed, join=args.join,
-                           ray_address=args.ray_address)
+                           ray_address=args.ray_address, plugins=plugins)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

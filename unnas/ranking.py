@@ -29,6 +29,7 @@ from unnas.lock import Claims, RunLock
 from unnas.objectives.base import DataInfo, objective_class
 from unnas.registry import DATASETS, GENERATORS
 from unnas.runner import (
+    EXECUTION_TRAIN_FIELDS,
     EXECUTORS,
     RETRY_STATUSES,
     SUPERVISED,
@@ -39,6 +40,8 @@ from unnas.runner import (
     data_key,
     dataset_for,
     discard_checkpoints,
+    import_plugins,
+    job_config,
     make_executor,
     objectives_of,
     plan_jobs,
@@ -106,22 +109,34 @@ def prepare_run_dir(cfg: Config) -> Path:
     if saved.is_file():
         import yaml
 
-        old = yaml.safe_load(saved.read_text()) or {}
+        try:
+            old = yaml.safe_load(saved.read_text()) or {}
+        except yaml.YAMLError:
+            old = {}
+        if not isinstance(old, dict):
+            old = {}
+        # only what determines the results: the core sections and the options of the objectives used
+        # (a plugin installed later adds sections; execution details may change between runs)
+        sections = ("data", "model", "train", "eval", "run", *objectives_of(cfg))
+        keep = {"run": ("device", "wandb", "wandb_project", "executor", "workers", "threads_per_worker",
+                        "runs_dir", "name"),
+                "train": EXECUTION_TRAIN_FIELDS}
         new = config_mod.to_dict(cfg)
-        keep = ("device", "wandb", "executor", "workers", "threads_per_worker", "runs_dir", "name")
-        strip = lambda d: {s: ({k: v for k, v in d.get(s, {}).items() if k not in keep} if s == "run" else d.get(s))  # noqa: E731
-                           for s in set(d) | set(new)}
-        if strip(old) != strip(new):
-            diff = sorted(f"{s}.{k}" for s in new for k in (new[s] or {})
-                          if (old.get(s) or {}).get(k) != new[s][k])
+
+        def strip(d: dict) -> dict:
+            return {s: {k: v for k, v in (d.get(s) or {}).items() if k not in keep.get(s, ())} for s in sections}
+
+        a, b = strip(old), strip(new)
+        if a != b:
+            diff = sorted(f"{s}.{k}" for s in sections for k in set(a[s]) | set(b[s]) if a[s].get(k) != b[s].get(k))
             raise UserError("--name", run_dir.name, "a new --name for a different configuration",
                             message=f"run folder {run_dir} holds a run with another configuration "
-                                    f"(differs in {', '.join(diff[:4]) or 'objective options'})")
+                                    f"(differs in {', '.join(diff[:4])})")
     return run_dir
 
 
 def run_ranking(cfg: Config, quiet: bool = False, *, retry_failed: bool = False, join: bool = False,
-                ray_address: str = "") -> int:
+                ray_address: str = "", plugins: tuple[str, ...] = ()) -> int:
     """Run (or resume) a ranking run; returns the exit status (0, or 130 when interrupted).
 
     Jobs with a stored row are skipped: ``done`` ones always, ``failed``/``diverged``/``timeout``
@@ -130,6 +145,7 @@ def run_ranking(cfg: Config, quiet: bool = False, *, retry_failed: bool = False,
     started with ``join``, each running jobs the others have not claimed.
     """
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    import_plugins(plugins)
     validate(cfg)
     ray_address = check_ray_address(ray_address)
     from unnas.population import sample_population
@@ -146,72 +162,73 @@ def run_ranking(cfg: Config, quiet: bool = False, *, retry_failed: bool = False,
     lock = RunLock(run_dir, shared=join, log=lambda m: console.print(f"[yellow]{m}[/]"))
     lock.acquire()  # LockedError (exit 2) names the runner that holds the folder
     try:
-        return _run_locked(cfg, run_dir, data, specs, objectives, console, quiet, retry_failed, join, ray_address)
+        return _run_locked(cfg, run_dir, data, specs, objectives, console, quiet, retry_failed, join, ray_address,
+                           tuple(plugins))
     finally:
         lock.release()
 
 
-def _run_locked(cfg, run_dir, data, specs, objectives, console, quiet, retry_failed, join, ray_address) -> int:
+def _run_locked(cfg, run_dir, data, specs, objectives, console, quiet, retry_failed, join, ray_address,
+                plugins) -> int:
     _write_atomic(run_dir / "config.yaml", config_mod.to_yaml(cfg))
     jobs = plan_jobs(cfg, specs)
-    store = Store(run_dir / "store.sqlite")
-    statuses = store.statuses()
-    rerun = set(RETRY_STATUSES) if retry_failed else set()
-    todo = [j for j in jobs if statuses.get(j.job_id) in rerun or j.job_id not in statuses]
-    kept = [j for j in jobs if statuses.get(j.job_id) in RETRY_STATUSES and j not in todo]
-    for j in jobs:  # a crash between a commit and the cleanup can leave checkpoints of finished jobs
-        if statuses.get(j.job_id) == "done":
-            shutil.rmtree(checkpoint_dir(run_dir, j.job_id), ignore_errors=True)
-    workers, threads = resolve_parallelism(cfg)
-    ex = cfg.run.executor
-    run_cfg = config_mod.to_dict(cfg)
-    run_cfg["train"]["threads"] = threads  # the engine applies it: every executor, same arithmetic
-    tracker = Tracker(run_dir, cfg.run.wandb, cfg.run.wandb_project, config_mod.to_dict(cfg), run_dir.name)
-    tracker.log("run_start", jobs=len(jobs), todo=len(todo), data=data.summary(), argv=sys.argv, executor=ex,
-                workers=workers, threads=threads, pid=os.getpid(), join=join, retry_failed=retry_failed)
-    console.print(f"[bold]unnas.rank[/] {run_dir}  data={data.name} ({len(data.train)} train / "
-                  f"{len(data.test)} test)  generator={cfg.model.generator}  objectives={','.join(objectives)}")
-    par = "" if ex == "local" else f" x {workers} workers"
-    console.print(f"{len(specs)} candidates x {len(objectives)} objectives x {cfg.run.seeds} seed(s) = "
-                  f"{len(jobs)} jobs; {len(jobs) - len(todo)} already stored, {len(todo)} to run  "
-                  f"[executor {ex}{par}, {threads or 'default'} thread(s) per job]")
-    if kept:
-        console.print(f"{len(kept)} failed/diverged/timed-out job(s) kept; --retry-failed runs them again")
-    ctx = JobContext(run_cfg, str(run_dir), cfg.run.device, threads)
-    gpus = 1.0 if cfg.run.device.startswith("cuda") else 0.0
-    executor = make_executor(ex, workers=workers, threads=threads, ray_address=ray_address, gpus=gpus,
-                             data=data if ex != "local" else None, key=data_key(cfg))
-    claims = Claims(run_dir) if join else None
-    t0 = time.time()
-    try:
-        _execute(todo, executor, ctx, store, tracker, console, quiet, claims, rerun, t0)
-    except KeyboardInterrupt:
-        console.print("interrupted: finished jobs are stored; rerun the same command to resume")
+    with Store(run_dir / "store.sqlite") as store:
+        statuses = store.statuses()
+        rerun = set(RETRY_STATUSES) if retry_failed else set()
+        todo = [j for j in jobs if statuses.get(j.job_id) in rerun or j.job_id not in statuses]
+        kept = [j for j in jobs if statuses.get(j.job_id) in RETRY_STATUSES and j not in todo]
+        for j in jobs:  # a crash between a commit and the cleanup can leave checkpoints of finished jobs
+            if statuses.get(j.job_id) == "done":
+                shutil.rmtree(checkpoint_dir(run_dir, j.job_id), ignore_errors=True)
+        workers, threads = resolve_parallelism(cfg)
+        ex = cfg.run.executor
+        run_cfg = job_config(cfg, threads)  # the engine applies the thread count: same arithmetic everywhere
+        tracker = Tracker(run_dir, cfg.run.wandb, cfg.run.wandb_project, config_mod.to_dict(cfg), run_dir.name)
+        tracker.log("run_start", jobs=len(jobs), todo=len(todo), data=data.summary(), argv=sys.argv, executor=ex,
+                    workers=workers, threads=threads, pid=os.getpid(), join=join, retry_failed=retry_failed)
+        console.print(f"[bold]unnas.rank[/] {run_dir}  data={data.name} ({len(data.train)} train / "
+                      f"{len(data.test)} test)  generator={cfg.model.generator}  objectives={','.join(objectives)}")
+        par = "" if ex == "local" else f" x {workers} workers"
+        console.print(f"{len(specs)} candidates x {len(objectives)} objectives x {cfg.run.seeds} seed(s) = "
+                      f"{len(jobs)} jobs; {len(jobs) - len(todo)} already stored, {len(todo)} to run  "
+                      f"[executor {ex}{par}, {threads or 'default'} thread(s) per job]")
+        if kept:
+            console.print(f"{len(kept)} failed/diverged/timed-out job(s) kept; --retry-failed runs them again")
+        ctx = JobContext(run_cfg, str(run_dir), cfg.run.device, threads, plugins)
+        gpus = 1.0 if cfg.run.device.startswith("cuda") else 0.0
+        executor = make_executor(ex, workers=workers, threads=threads, ray_address=ray_address, gpus=gpus,
+                                 data=data if ex != "local" else None, key=data_key(cfg))
+        claims = Claims(run_dir) if join else None
+        t0 = time.time()
+        try:
+            _execute(todo, executor, ctx, store, tracker, console, quiet, claims, rerun, t0)
+        except KeyboardInterrupt:
+            console.print("interrupted: finished jobs are stored; rerun the same command to resume")
+            store.export_csv()
+            tracker.finish()
+            return 130
+        finally:
+            if claims is not None:
+                claims.release_all()
         store.export_csv()
+        rows = store.rows()
+        job_ids = {j.job_id for j in jobs}
+        rows = [r for r in rows if r.job_id in job_ids]
+        rk = build_ranking(rows)
+        (run_dir / "ranking.json").write_text(dumps({**rk.to_json(), "status": summarize(rows)}))
+        _print_ranking(rk, console, cfg)
+        table = rk.table()
+        if table:
+            cols = list(table[0])
+            tracker.table("ranking", cols, [[r[c] for c in cols] for r in table])
+        # ---- report: the one place where the ranking run writes its report -----------------------
+        page = _report(rk, run_dir, cfg, tracker, console)
+        tracker.summary(seconds=time.time() - t0,
+                        **{f"{o}/spearman": a["spearman"]["value"] for o, a in rk.agreement.items()})
         tracker.finish()
-        return 130
-    finally:
-        if claims is not None:
-            claims.release_all()
-    store.export_csv()
-    rows = store.rows()
-    job_ids = {j.job_id for j in jobs}
-    rows = [r for r in rows if r.job_id in job_ids]
-    rk = build_ranking(rows)
-    (run_dir / "ranking.json").write_text(dumps({**rk.to_json(), "status": summarize(rows)}))
-    _print_ranking(rk, console, cfg)
-    table = rk.table()
-    if table:
-        cols = list(table[0])
-        tracker.table("ranking", cols, [[r[c] for c in cols] for r in table])
-    # ---- report: the one place where the ranking run writes its report -----------------------
-    page = _report(rk, run_dir, cfg, tracker, console)
-    tracker.summary(seconds=time.time() - t0,
-                    **{f"{o}/spearman": a["spearman"]["value"] for o, a in rk.agreement.items()})
-    tracker.finish()
-    console.print(f"results: {run_dir / 'results.csv'}  ranking: {run_dir / 'ranking.json'}  "
-                  f"store: {run_dir / 'store.sqlite'}" + (f"  report: {page}" if page else ""))
-    return 0
+        console.print(f"results: {run_dir / 'results.csv'}  ranking: {run_dir / 'ranking.json'}  "
+                      f"store: {run_dir / 'store.sqlite'}" + (f"  report: {page}" if page else ""))
+        return 0
 
 
 def _report(rk, run_dir: Path, cfg: Config, tracker, console) -> Path | None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -53,6 +54,9 @@ from unnas.spec import ArchSpec, build
 from unnas.store import JobRow
 
 SUPERVISED = "supervised"
+# Train options that change how a job runs, not its result (a resumed run may change them).
+# ``threads`` is one on CPU in principle; every executor uses the same value for a run.
+EXECUTION_TRAIN_FIELDS = ("threads", "time_limit", "checkpoint")
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ def config_key(cfg: Config, objective: str) -> str:
     parts = {k: d[k] for k in ("data", "train", "eval")}
     parts.pop("train", None)
     train = dict(d["train"])
-    for k in ("threads", "time_limit", "checkpoint"):  # execution details, not results
+    for k in EXECUTION_TRAIN_FIELDS:
         train.pop(k, None)
     parts["train"] = train
     parts["objective"] = d.get(objective, {})
@@ -135,6 +139,17 @@ def resolve_parallelism(cfg: Config, cores: int | None = None) -> tuple[int, int
 
 
 # ------------------------------------------------------------------ one job
+def job_config(cfg: Config, threads: int | None = None) -> dict:
+    """The configuration sent to workers: the core sections plus the options of the objectives
+    this run uses (a worker need not have every plugin the driver imported). ``threads``, when
+    given, replaces ``train.threads`` so the engine applies the run's per-job thread count."""
+    used = set(objectives_of(cfg))
+    d = {k: v for k, v in config_mod.to_dict(cfg).items() if k in ("data", "model", "train", "eval", "run") or k in used}
+    if threads is not None:
+        d["train"] = {**d["train"], "threads": threads}
+    return d
+
+
 @dataclass
 class JobContext:
     """Everything a worker needs to run a job (picklable)."""
@@ -143,6 +158,17 @@ class JobContext:
     run_dir: str
     device: str = "auto"
     threads: int = 0  # intra-op threads for every job (0 = leave torch's default)
+    plugins: tuple[str, ...] = ()  # modules imported first (they register generators / objectives)
+
+
+def import_plugins(names: Iterable[str]) -> None:
+    """Import user modules that register components (workers import them too)."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise UserError("--plugins", name, "importable module names",
+                            message=f"cannot import {name!r} ({e})") from None
 
 
 _DATA_CACHE: dict[str, Data] = {}
@@ -221,7 +247,6 @@ def run_job(job: Job, ctx: JobContext, on_step: Callable[[int, int, dict], None]
     go to ``<run_dir>/logs/<job_id>.log`` and to ``on_log``. Checkpoints are left in place: the
     driver discards them once the row is committed, so a crash in between loses nothing.
     """
-    cfg = config_mod.from_dict(ctx.config)
     run_dir = Path(ctx.run_dir)
     row = new_row(job)
     t0 = time.perf_counter()
@@ -238,6 +263,8 @@ def run_job(job: Job, ctx: JobContext, on_step: Callable[[int, int, dict], None]
             on_log(msg)
 
     try:
+        import_plugins(ctx.plugins)  # before the config: plugin objectives add config sections
+        cfg = config_mod.from_dict(ctx.config)
         _set_threads(ctx.threads)
         device = resolve_device(ctx.device)
         data = dataset_for(cfg)
