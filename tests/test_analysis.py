@@ -25,6 +25,7 @@ from unnas.analysis import (
     load_run,
     merge_rows,
     random_curves,
+    rho_difference,
 )
 from unnas.errors import UserError
 from unnas.store import JobRow, Store
@@ -229,3 +230,53 @@ def test_load_run_and_analyze(tmp_path):
         load_run(run)
     with pytest.raises(UserError):
         analyze([])
+
+
+def _ranking_from(columns: dict[str, list]) -> "object":
+    n = len(columns["supervised"])
+    rs = []
+    for o, vals in columns.items():
+        for i, v in enumerate(vals):
+            key = "objective_acc" if o == "supervised" else "score"
+            rs.append(JobRow(f"{o}{i}", f"x{i:03d}", "{}", "g", o, 0, "done", {key: v}))
+    return build_ranking(rs, n_boot=0), n
+
+
+def test_rho_difference_extremes():
+    sup = [0.1, 0.5, 0.3, 0.9, 0.7, 0.2, 0.4]
+    rk, _ = _ranking_from({"supervised": sup, "good": sup, "bad": [-v for v in sup]})
+    d = rho_difference(rk, "good", "bad", n_boot=300)
+    assert d["n"] == 7 and d["value"] == pytest.approx(2.0)
+    assert d["ci_low"] == pytest.approx(2.0) and d["ci_high"] == pytest.approx(2.0) and d["separated"]
+    same = rho_difference(rk, "good", "good", n_boot=100)
+    assert same["value"] == 0.0 and same["ci_low"] == same["ci_high"] == 0.0 and not same["separated"]
+
+
+def test_rho_difference_matches_explicit_scipy_loop():
+    rng = np.random.default_rng(11)
+    n = 15
+    sup = np.round(rng.uniform(size=n), 1)  # ties everywhere
+    a = np.round(sup + rng.normal(0, 0.2, size=n), 1)
+    b = np.round(rng.uniform(size=n), 1)
+    rk, _ = _ranking_from({"supervised": list(sup), "a": list(a), "b": list(b)})
+    d = rho_difference(rk, "a", "b", n_boot=400, seed=5)
+    assert d["value"] == pytest.approx(stats.spearmanr(a, sup).statistic - stats.spearmanr(b, sup).statistic)
+    idx = np.random.default_rng(5).integers(0, n, size=(400, n))
+    diffs = []
+    for row in idx:
+        x, y, r = a[row], b[row], sup[row]
+        if any(np.all(v == v[0]) for v in (x, y, r)):
+            continue
+        diffs.append(stats.spearmanr(x, r).statistic - stats.spearmanr(y, r).statistic)
+    assert d["n_boot_used"] == len(diffs)
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    assert d["ci_low"] == pytest.approx(lo, abs=1e-12) and d["ci_high"] == pytest.approx(hi, abs=1e-12)
+    assert d["separated"] == (lo > 0 or hi < 0)
+
+
+def test_rho_difference_uses_complete_candidates_only():
+    rk, _ = _ranking_from({"supervised": [1, 2, 3, 4, 5], "a": [1, 2, 3, 4, float("nan")], "b": [5, 4, 3, 2, 1]})
+    d = rho_difference(rk, "a", "b", n_boot=50)
+    assert d["n"] == 4 and d["value"] == pytest.approx(2.0)
+    rk, _ = _ranking_from({"supervised": [1, 2, 3], "a": [1, 1, 1], "b": [1, 2, 3]})
+    assert math.isnan(rho_difference(rk, "a", "b")["value"])  # constant score: undefined

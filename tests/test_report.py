@@ -183,6 +183,10 @@ def test_report_numbers_match_report_json(report):
     cell = f"{rot['value']:+.3f} [{rot['ci_low']:+.3f}, {rot['ci_high']:+.3f}]"
     assert re.search(r'<tr class="best"><td class="l">rotation</td><td>10</td><td>' + re.escape(cell), text)
     assert data["status"] == {"done": 61, "failed": 1, "diverged": 1, "timeout": 0}
+    (diff,) = data["rho_differences"]
+    assert (diff["a"], diff["b"], diff["n"]) == ("rotation", "jigsaw", 10) and diff["separated"]
+    assert f"rotation &minus; jigsaw: &Delta;rho {diff['value']:+.3f}" in text
+    assert "the data separate the two" in text
     # ranking table: 11 candidates, sorted by the best objective, the failed one last
     rows = re.findall(r'<tr><td class="l">(\d+)</td><td class="l"><span title="[^"]*">([^<]+)</span>', text)
     assert [int(r[0]) for r in rows] == list(range(1, 12))

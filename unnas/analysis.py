@@ -256,6 +256,43 @@ def _nan_to(v: float, fill: float) -> float:
     return fill if v is None or math.isnan(v) else v
 
 
+def rho_difference(rk: Ranking, a: str, b: str, n_boot: int = 1000, ci: float = 0.95, seed: int = 0) -> dict:
+    """Is objective ``a``'s Spearman rho with the supervised accuracy higher than ``b``'s?
+
+    Paired percentile bootstrap over the candidates that have both scores and a supervised
+    accuracy: each resample draws candidates with replacement and recomputes both rhos on the same
+    draw (average ranks for ties); resamples where a vector is constant are skipped. Returns
+    ``{"a", "b", "n", "value" (rho_a - rho_b), "ci_low", "ci_high", "n_boot_used", "separated"}``;
+    ``separated`` is true when the interval excludes 0.
+    """
+    from scipy.stats import rankdata, spearmanr
+
+    sa, sb, ref = rk.column(a), rk.column(b), rk.column(SUPERVISED)
+    keep = np.isfinite(sa) & np.isfinite(sb) & np.isfinite(ref)
+    sa, sb, ref = sa[keep], sb[keep], ref[keep]
+    n = int(keep.sum())
+    out = {"a": a, "b": b, "n": n, "value": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+           "n_boot_used": 0, "separated": False}
+    if n < 3 or any(np.all(v == v[0]) for v in (sa, sb, ref)):
+        return out
+    out["value"] = float(spearmanr(sa, ref).statistic - spearmanr(sb, ref).statistic)
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    xa, xb, xr = sa[idx], sb[idx], ref[idx]
+    ok = ~np.any([np.all(x == x[:, :1], axis=1) for x in (xa, xb, xr)], axis=0)
+    if not ok.any():
+        return out
+    ra, rb, rr = (rankdata(x[ok], axis=1) for x in (xa, xb, xr))
+
+    def rowwise_r(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        xc, yc = x - x.mean(axis=1, keepdims=True), y - y.mean(axis=1, keepdims=True)
+        return np.einsum("ij,ij->i", xc, yc) / np.sqrt(np.einsum("ij,ij->i", xc, xc) * np.einsum("ij,ij->i", yc, yc))
+
+    diff = rowwise_r(ra, rr) - rowwise_r(rb, rr)
+    lo, hi = np.percentile(diff, [50 * (1 - ci), 50 * (1 + ci)])
+    out.update(ci_low=float(lo), ci_high=float(hi), n_boot_used=int(diff.size), separated=bool(lo > 0 or hi < 0))
+    return out
+
+
 def agreement_by_generator(rk: Ranking, n_boot: int = 1000, seed: int = 0) -> dict[str, dict[str, dict]]:
     """``generator -> objective -> agreement`` computed inside each generator's candidates (only
     meaningful, and only computed, when the ranking mixes several generators)."""
@@ -340,6 +377,7 @@ class Analysis:
     ranking: Ranking
     comparison: list[dict]
     best: str | None
+    differences: list[dict]  # rho_difference(best, other) for every other objective
     by_generator: dict[str, dict[str, dict]]
     populations: dict[str, dict[str, dict[str, np.ndarray]]]
     ks_generator: list[dict]
@@ -350,7 +388,8 @@ class Analysis:
 
     def to_json(self) -> dict:
         return {"runs": [str(r.path) for r in self.runs], "status": self.status, "score_label": self.score_label,
-                "best_objective": self.best, "comparison": self.comparison, "by_generator": self.by_generator,
+                "best_objective": self.best, "comparison": self.comparison, "rho_differences": self.differences,
+                "by_generator": self.by_generator,
                 "ks_generator": self.ks_generator, "random_experiment": self.curves, "warnings": self.warnings,
                 **self.ranking.to_json()}
 
@@ -375,7 +414,9 @@ def analyze(runs: list[RunInfo], n_boot: int = 1000, n_draws: int = 1000, seed: 
         warnings.append("no finished supervised job: agreement, scatter plots and the random experiment "
                         "need the supervised reference")
     comparison = compare_objectives(rk, n_boot=n_boot, seed=seed)
+    best = best_objective(comparison)
+    diffs = [rho_difference(rk, best, o, n_boot=n_boot, seed=seed) for o in rk.objectives if best and o != best]
     pops = error_populations(rk)
-    return Analysis(runs, rows, rk, comparison, best_objective(comparison),
+    return Analysis(runs, rows, rk, comparison, best, diffs,
                     agreement_by_generator(rk, n_boot=n_boot, seed=seed), pops, ks_pairs(pops["generator"]),
                     random_curves(rk, n_draws=n_draws, seed=seed), summarize(rows), score_label, warnings)

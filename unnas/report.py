@@ -162,6 +162,15 @@ def random_experiment_plot(curves: dict[str, dict], path: Path, score_label: str
     return _save(fig, path)
 
 
+def _engineering_log_ticks(axis, lo: float, hi: float) -> None:
+    """Readable ticks on a log axis: 20k, 50k, 100k, 2M (more ticks per decade on short ranges)."""
+    decades = math.log10(hi / lo) if hi > lo else 0.0
+    subs = (1.0,) if decades >= 2 else (1.0, 2.0, 5.0) if decades >= 0.6 else tuple(range(1, 10))
+    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def complexity_plot(rk: Ranking, path: Path, score_label: str = "label-free score",
                     comparison: list[dict] | None = None) -> Path:
     """Accuracy (supervised and each objective's label-free score) against parameters and FLOPs,
@@ -171,9 +180,9 @@ def complexity_plot(rk: Ranking, path: Path, score_label: str = "label-free scor
     gens = rk.generator_names or [""]
     fig = Figure(figsize=(11.0, 4.6), dpi=DPI)
     base = {r["name"]: r["agreement"] for r in (comparison or []) if r["kind"] == "baseline"}
-    for j, (measure, unit, scale) in enumerate((("params", "parameters", 1.0), ("flops", "MFLOPs", 1e-6))):
+    for j, (measure, unit) in enumerate((("params", "parameters"), ("flops", "FLOPs"))):
         ax = fig.add_subplot(1, 2, j + 1)
-        x = rk.column(measure) * scale
+        x = rk.column(measure)
         for i, s in enumerate(series):
             y = 100 * rk.column(s)
             for k, g in enumerate(gens):
@@ -183,9 +192,13 @@ def complexity_plot(rk: Ranking, path: Path, score_label: str = "label-free scor
                 ax.scatter(x[ok], y[ok], s=26, marker=MARKERS[k % len(MARKERS)], alpha=0.8,
                            color="black" if s == SUPERVISED else _color(i), edgecolor="black",
                            linewidth=0.4, label=name if k == 0 else None)
-        if np.isfinite(x).any() and np.all(x[np.isfinite(x)] > 0):
+        fx = x[np.isfinite(x)]
+        if fx.size and np.all(fx > 0):
             ax.set_xscale("log")
-        ax.set_xlabel(f"{unit} (log scale)")
+            _engineering_log_ticks(ax.xaxis, fx.min(), fx.max())
+            ax.set_xlabel(f"{unit} (log scale)")
+        else:
+            ax.set_xlabel(unit)
         ax.set_ylabel("accuracy (%)")
         ag = base.get(measure)
         ax.set_title(f"{measure} vs accuracy" + (f"\nSpearman({measure}, supervised) {fmt_corr(ag['spearman'])}"
@@ -242,14 +255,16 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px 
 color:#222;padding:0 16px;line-height:1.4}
 h1{font-size:1.5em;margin-bottom:4px}h2{font-size:1.2em;margin-top:32px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}
-th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;vertical-align:top}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;vertical-align:top}td{white-space:nowrap}
 th{background:#f3f3f3}td.l,th.l{text-align:left}tr.best td{background:#eaf6ea;font-weight:600}
-tr.baseline td{color:#666;font-style:italic}
+tr.baseline td{color:#666;font-style:italic}.tw{overflow-x:auto}
 figure{display:inline-block;margin:8px 12px 16px 0;vertical-align:top}
-figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:12px;color:#555;max-width:680px}
+figure img{max-width:100%;border:1px solid #eee}
+figure.half{width:48%;margin-right:1%}figure.half img{width:100%}
+figcaption{font-size:12px;color:#555;max-width:680px}
 pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}
 .warn{background:#fff4e5;border-left:4px solid #f0a020;padding:6px 10px;margin:8px 0}
-.muted{color:#666;font-size:13px}td.err{white-space:pre-wrap;text-align:left;font-family:monospace;font-size:12px}
+.muted{color:#666;font-size:13px}td.err{white-space:pre-wrap;min-width:320px;text-align:left;font-family:monospace;font-size:12px}
 """
 
 
@@ -277,7 +292,7 @@ def _table(head: list[str], rows: Iterable[list], left: int = 1, row_cls: list[s
             text, css = c if isinstance(c, tuple) else (c, "l" if i < left else "")
             tds.append(f'<td class="{css}">{text}</td>' if css else f"<td>{text}</td>")
         body.append(f"<tr{cls}>{''.join(tds)}</tr>")
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="tw"><table><thead><tr>{th}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _img(path: Path, alt: str) -> str:
@@ -305,6 +320,18 @@ def _comparison_html(an: Analysis) -> str:
                    "baseline" if r["kind"] == "baseline" else "")
     best = (f"<p>Best-agreeing objective: <b>{_e(an.best)}</b> (highest Spearman rho).</p>" if an.best else
             "<p>No objective has a defined rank correlation.</p>")
+    if an.differences:
+        items = []
+        for d in an.differences:
+            if math.isnan(d["value"]):
+                items.append(f"<li>{_e(d['a'])} vs {_e(d['b'])}: not defined (n={d['n']})</li>")
+                continue
+            verdict = ("the interval excludes 0: the data separate the two" if d["separated"] else
+                       "the interval includes 0: the data do not separate the two")
+            items.append(f"<li>{_e(d['a'])} &minus; {_e(d['b'])}: &Delta;rho {d['value']:+.3f} "
+                         f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] over n={d['n']} candidates; {verdict}.</li>")
+        best += ("<p>Difference in Spearman rho, paired bootstrap over candidates (95% CI):</p><ul>"
+                 + "".join(items) + "</ul>")
     sup_nc = an.ranking.noise_ceiling.get(SUPERVISED, math.nan)
     note = ('<p class="muted">Agreement of each label-free ranking with the supervised one over the candidates '
             "where both finished (n). CIs: percentile bootstrap over candidates; p: permutation test of rho; "
@@ -399,7 +426,9 @@ def _config_html(an: Analysis) -> str:
 
 
 def render_html(an: Analysis, plots: list[tuple[str, Path, str]]) -> str:
-    figs = {k: f"<figure>{_img(p, k)}<figcaption>{_e(c)}</figcaption></figure>" for k, p, c in plots}
+    half = ' class="half"'
+    figs = {k: f"<figure{half if k.startswith('scatter_') else ''}>{_img(p, k)}"
+               f"<figcaption>{_e(c)}</figcaption></figure>" for k, p, c in plots}
     sc = "".join(v for k, v in figs.items() if k.startswith("scatter_"))
     sections = [
         _header(an),
