@@ -92,8 +92,10 @@ PER_STAGE = ("depths", "widths", "bottleneck", "groups")
 
 
 class _AnyNetBase(Generator):
-    """Shared checks and per-stage sampling. ``stage_space`` maps per-stage parameters (depths,
-    widths, bottleneck, groups) to the sampler spec of one stage's value; ``fixed`` are parameters the space sets (e.g. the block type)."""
+    """Shared checks and per-stage sampling.
+
+    ``stage_space`` maps per-stage parameters (depths, widths, bottleneck, groups) to the sampler
+    spec of one stage's value; ``fixed`` are parameters the space sets (e.g. the block type)."""
 
     defaults = {"depths": [1, 1, 1], "widths": [16, 32, 64], "bottleneck": [1, 1, 1], "groups": [1, 1, 1],
                 "block": "basic", "stem": "small", "stem_width": 16}

@@ -281,7 +281,6 @@ class _NDS(Generator):
         normal, reduce = self.genotype(params, seed)
         net = NDSNet(normal, reduce, self.space, in_channels, params["width"], params["depth"], num_classes)
         net.structure = format_genotype(normal, reduce)
-        net.has_zero_ops = any(op == "none" for op, _ in normal + reduce)
         return net
 
     def measures(self, params, seed) -> dict[str, float]:
