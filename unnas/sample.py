@@ -2,6 +2,7 @@
 
     python -m unnas.sample --generator randwire-ws -n 8 --seed 0 --params nodes=16 --out ws.csv
     python -m unnas.sample --generator nds-darts -n 20 --params width=16 depth=20 --max-flops 3e8
+    python -m unnas.sample --generator nds-amoeba -n 50 --vary width=16,24,32 depth=4,8,12,16,20
     python -m unnas.sample --generator timm:resnet18 -n 1 --params stem=small
 
 Prints a table of arch_id, seed, the sampled parameters, parameter count and FLOPs (one

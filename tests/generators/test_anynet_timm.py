@@ -118,3 +118,10 @@ def test_timm_errors():
         build(ArchSpec("timm", {"model": "no_such_net"}), 3)
     with pytest.raises(UserError, match="stem"):
         build(ArchSpec("timm", {"stem": "tiny"}), 3)
+
+
+def test_anynet_stems():
+    small = build(ArchSpec("anynet", {}), 3)
+    assert small.forward_features(torch.randn(1, 3, 32, 32)).shape == (1, 64, 8, 8)
+    big = build(ArchSpec("anynet", {"stem": "imagenet"}), 3)
+    assert big.forward_features(torch.randn(1, 3, 64, 64)).shape == (1, 64, 4, 4)  # /4 stem, then /2 /2

@@ -82,3 +82,11 @@ def test_bad_randwire_params_are_user_errors():
         build(ArchSpec("randwire-ba", {"nodes": 4, "m": 4}), 3)
     with pytest.raises(UserError, match="unknown parameter"):
         build(ArchSpec("randwire-ba", {"k": 4}), 3)
+
+
+def test_imagenet_stem_downsamples_by_four_before_the_stages():
+    net = build(ArchSpec("randwire-ws", {"stem": "imagenet", "nodes": 6, "channels": 8}), 3)
+    assert net.stem(torch.randn(1, 3, 64, 64)).shape == (1, 8, 16, 16)
+    assert net.forward_features(torch.randn(1, 3, 64, 64)).shape == (1, 32, 2, 2)
+    small = build(ArchSpec("randwire-ws", {"nodes": 6, "channels": 8}), 3)
+    assert small.forward_features(torch.randn(1, 3, 32, 32)).shape == (1, 32, 8, 8)
