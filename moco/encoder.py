@@ -5,7 +5,7 @@ parameters have ``requires_grad=False``: the optimizer never sees them and no gr
 into them. After every optimizer step ``k <- m * k + (1 - m) * q`` for every parameter.
 Its BN layers always normalize with the statistics of the batch they see (as in the reference,
 the key encoder runs in training mode while MoCo trains); their running statistics track the key
-encoder's own inputs and are only used if the objective is evaluated in eval mode.
+encoder's own inputs and are never used (the objective evaluates with batch statistics too).
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@
 backbone being ranked + a projection head) and the second with the momentum (key) encoder,
 and returns the InfoNCE loss over 1 positive + K queued negatives and the instance-
 discrimination accuracy (top-1 over 1 + K). In training the batch's keys are then enqueued;
-``after_step`` moves the key encoder towards the query encoder. The ranking score is the kNN
+``after_step`` moves the key encoder towards the query encoder. In eval mode (the objective's
+own test accuracy) the same step runs on held-out images with BN on batch statistics, as in
+training, and changes nothing: no enqueue, BN running statistics restored, no collective call. The ranking score is the kNN
 accuracy of the query backbone's frozen pooled features (``features``, computed by the runner).
 
 Presets (``moco.version``) fill every option left unset (``null``); explicit values win:
@@ -216,16 +218,17 @@ class Moco(Objective):
                             x, groups)
 
     @torch.no_grad()
-    def key_embed(self, x: torch.Tensor, groups: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+    def key_embed(self, x: torch.Tensor, groups: int = 1, generator: torch.Generator | None = None,
+                  across_ranks: bool = True) -> torch.Tensor:
+        """Keys of ``x``: shuffled across ranks under torch.distributed (when ``across_ranks``), or
+        within the batch when split BN is on, so a key is normalized with other samples than its query."""
         enc = self.key_encoder
 
         def fn(v: torch.Tensor) -> torch.Tensor:
             return encode_split(lambda u: embed(enc["backbone"], enc["head"], u), enc, v, groups)
 
-        if not self.training:
-            return fn(x)
-        if groups > 1 or distributed_world() > 1:
-            return shuffled_forward(fn, x, generator)
+        if groups > 1 or (across_ranks and distributed_world() > 1):
+            return shuffled_forward(fn, x, generator, across_ranks)
         return fn(x)
 
     # -------------------------------------------------------------- objective contract
@@ -239,26 +242,45 @@ class Moco(Objective):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Training: one MoCo step (the batch's keys are enqueued). Eval mode: the same computation
+        on held-out images, BN with batch statistics as in training, and no state change at all
+        (BN running statistics are restored, nothing is enqueued)."""
+        if self.training:
+            return self._step(images, generator, update=True)
+        saved = {k: v.clone() for k, v in self.named_buffers() if not k.startswith("queue.")}
+        try:
+            self.train()
+            return self._step(images, generator, update=False)
+        finally:
+            self.eval()
+            current = dict(self.named_buffers())
+            with torch.no_grad():
+                for k, v in saved.items():
+                    current[k].copy_(v)
+
+    def _step(self, images: torch.Tensor, generator: torch.Generator | None, update: bool) -> dict[str, torch.Tensor]:
         b = images.shape[0]
         v1, v2 = two_views(images, self.hp.views, generator)
         v1, v2 = self._normalize_unit(v1), self._normalize_unit(v2)
-        groups = split_groups(self.hp.bn_splits, b) if self.training else 1
-        if self.training:
+        if update:
             self._ensure_queue(b, images.device)
+            groups = split_groups(self.hp.bn_splits, b)
+        else:  # a partial evaluation batch: the largest group count that divides it
+            groups = split_groups(0, b) if self.hp.bn_splits == 0 or b % self.hp.bn_splits else self.hp.bn_splits
         negatives = self.queue.negatives().clone()
         t = self.hp.temperature
         q1 = self.query_embed(v1, groups)
-        k2 = self.key_embed(v2, groups, generator)
+        k2 = self.key_embed(v2, groups, generator, update)
         loss, logits = info_nce(q1, k2, negatives, t)
         keys = [k2]
         if self.hp.symmetric:
             q2 = self.query_embed(v2, groups)
-            k1 = self.key_embed(v1, groups, generator)
+            k1 = self.key_embed(v1, groups, generator, update)
             loss2, logits2 = info_nce(q2, k1, negatives, t)
             loss = loss + loss2  # the authors' demo sums the two directions
             logits = torch.cat([logits, logits2])
             keys.append(k1)
-        if self.training:
+        if update:
             self.queue.enqueue(gather_keys(torch.cat(keys)))
         return {"loss": loss, "acc": instance_accuracy(logits.detach()),
                 "n": torch.tensor(logits.shape[0])}

@@ -140,14 +140,15 @@ def _random_permutation(n: int, generator: torch.Generator | None, device: torch
 
 @torch.no_grad()
 def shuffled_forward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None, across_ranks: bool = True) -> torch.Tensor:
     """``fn`` on a random permutation of the batch, output returned in the original order.
 
     In one process the permutation is drawn from ``generator``. Under ``torch.distributed`` the
     inputs of all ranks are gathered, rank 0's permutation is broadcast, each rank encodes its
-    share of the permuted global batch and gets back the outputs of its own samples.
+    share of the permuted global batch and gets back the outputs of its own samples (unless
+    ``across_ranks`` is False: then every rank shuffles its own batch, with no collective call).
     """
-    world = distributed_world()
+    world = distributed_world() if across_ranks else 1
     if world == 1:
         perm = _random_permutation(x.shape[0], generator, x.device)
         out = fn(x[perm])

@@ -198,3 +198,14 @@ def test_engine_trains_moco_and_checks_are_consistent(tmp_path):
     assert not torch.equal(obj.key_encoder["head"].weight, key0)
     assert int(obj.queue.count) == 16
     assert dataclasses.asdict(obj.options)["queue_size"] == 16
+
+
+def test_eval_step_is_the_training_computation_without_updates():
+    a = make(MocoOptions(queue_size=16)).train()
+    a(batch(8), None, torch.Generator().manual_seed(0))
+    b = copy.deepcopy(a)
+    out_eval = a.eval()(batch(8, seed=3), None, torch.Generator().manual_seed(4))
+    out_train = b.train()(batch(8, seed=3), None, torch.Generator().manual_seed(4))
+    torch.testing.assert_close(out_eval["loss"], out_train["loss"].detach())
+    assert float(out_eval["acc"]) == float(out_train["acc"])
+    assert not a.training and int(a.queue.count) == 8 and int(b.queue.count) == 16
