@@ -193,7 +193,17 @@ def test_resumed_job_is_bit_identical_even_after_a_damaged_checkpoint(tmp_path, 
 # ------------------------------------------------------------------ pool: a dying worker
 def test_pool_worker_killed_fails_only_its_job(tmp_path, monkeypatch):
     from unnas import config
-    from unnas.runner import Hooks, JobContext, PoolExecutor, data_key, dataset_for, job_config, plan_jobs
+    from unnas.runner import (
+        EXECUTION_METRICS,
+        Hooks,
+        JobContext,
+        PoolExecutor,
+        data_key,
+        dataset_for,
+        job_config,
+        plan_jobs,
+        run_job,
+    )
 
     monkeypatch.syspath_prepend(str(TESTS))
     # width 8 -> 32 features: that candidate's worker kills itself at its second step
@@ -207,6 +217,10 @@ def test_pool_worker_killed_fails_only_its_job(tmp_path, monkeypatch):
     assert sorted(started) == sorted(j.job_id for j in jobs)
     assert [rows[j.job_id].status for j in jobs] == ["done", "failed", "done"]
     assert rows[jobs[1].job_id].error.startswith("worker process killed by SIGKILL")
+    for j in (jobs[0], jobs[2]):  # the same numbers in this process (resuming from the pool's checkpoint)
+        local = run_job(j, ctx)
+        drop = lambda m: {k: v for k, v in m.items() if k not in EXECUTION_METRICS}  # noqa: E731
+        assert drop(rows[j.job_id].metrics) == drop(local.metrics)
 
 
 # ------------------------------------------------------------------ a whole run
