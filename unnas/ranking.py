@@ -176,7 +176,7 @@ def _run_locked(cfg, run_dir, data, specs, objectives, console, quiet, retry_fai
         statuses = store.statuses()
         rerun = set(RETRY_STATUSES) if retry_failed else set()
         todo = [j for j in jobs if statuses.get(j.job_id) in rerun or j.job_id not in statuses]
-        kept = [j for j in jobs if statuses.get(j.job_id) in RETRY_STATUSES and j not in todo]
+        kept = [j for j in jobs if statuses.get(j.job_id) in RETRY_STATUSES and not retry_failed]
         for j in jobs:  # a crash between a commit and the cleanup can leave checkpoints of finished jobs
             if statuses.get(j.job_id) == "done":
                 shutil.rmtree(checkpoint_dir(run_dir, j.job_id), ignore_errors=True)
