@@ -136,9 +136,7 @@ class RunLock:
         if self.fd is None:
             return
         try:
-            mine = _holder_line("x")
-            pid = json.loads(mine)["pid"]
-            rest = [h for h in read_holders(self.path) if h.get("pid") != pid and _is_live(h)]
+            rest = [h for h in read_holders(self.path) if h.get("pid") != os.getpid() and _is_live(h)]
             text = "".join(json.dumps(h) + "\n" for h in rest)
             os.ftruncate(self.fd, 0)
             if text:

@@ -1,8 +1,14 @@
 """The ranking run behind ``python -m unnas.rank``.
 
-Validate everything -> sample the population -> plan jobs -> skip the ones already ``done`` in the
-run's store -> train and evaluate the rest (one committed row per finished job) -> ranking table,
-Spearman / Kendall with bootstrap CIs, ``results.csv``, ``ranking.json``, scatter plots.
+Validate everything (names, paths, options) -> load the data -> sample the population -> lock the
+run folder (:mod:`unnas.lock`; a second runner exits 2 naming the owner) -> plan jobs -> skip the
+jobs that already have a row (``done`` always; ``failed`` / ``diverged`` / ``timeout`` unless
+``--retry-failed``) -> run the rest on the chosen executor (:mod:`unnas.runner`), committing one
+row per finished job and only then discarding its checkpoints -> ranking table, Spearman /
+Kendall with bootstrap CIs, ``results.csv``, ``ranking.json``, the report.
+
+A run killed at any point loses at most the unfinished epochs of the running jobs: rerunning the
+same command resumes them from their last epoch checkpoint and skips every committed job.
 """
 
 from __future__ import annotations
