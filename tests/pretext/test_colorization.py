@@ -154,3 +154,15 @@ def test_accuracy_is_per_pixel():
     assert int(out["n"]) == 2 * 8 * 8
     assert float(out["acc"]) == pytest.approx(32 / 128)
     assert out["loss"].shape == ()
+
+
+def test_bins_agree_with_nearest_centre_search():
+    """Our cell lookup equals a nearest-neighbour search over the bin centres (how UnNAS encodes)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    g = ab_gamut()
+    x = torch.randint(0, 256, (16, 3, 16, 16), generator=torch.Generator().manual_seed(5), dtype=torch.uint8)
+    ab = uint8_to_lab(x, torch.float64)[:, 1:]
+    nn_idx = NearestNeighbors(n_neighbors=1).fit(g.centers.numpy()).kneighbors(
+        ab.permute(0, 2, 3, 1).reshape(-1, 2).numpy(), return_distance=False)
+    assert torch.equal(g.quantize(ab).reshape(-1), torch.from_numpy(nn_idx[:, 0]))
