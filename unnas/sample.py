@@ -138,7 +138,7 @@ def _print(rows: list[dict[str, Any]], a: argparse.Namespace) -> None:
     for r in rows:
         t.add_row(r["arch_id"], str(r["seed"]), r["sampled"], f"{r['params']:,}", f"{r['flops']:,}",
                   *(f"{r[k]:.3f}" for k in extra))
-    Console().print(t)
+    Console(width=None if sys.stdout.isatty() else 120).print(t)
 
 
 def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
