@@ -10,6 +10,17 @@ Data: the ImageFolder tree of ``../shared/data/cifar10-jpeg.tar.gz``, extracted 
 ``${UNNAS_CACHE:-~/.cache/unnas}/cifar10-jpeg``. Prints the table and, last, one JSON line.
 
     python benchmarks/longtail_cifar.py [--epochs 24] [--threads 1] [--runs-dir runs/bench]
+
+Measured with the defaults (24 epochs, 2088 steps of 128, seed 0; about 34 min wall on two
+shared, heavily loaded CPU cores). Top-1 %, many > 351.6 / few < 70.3 training images (the
+paper's 100 / 20 scaled by 4500 / 1280: 5 / 4 / 1 classes):
+
+    method     Many  Medium   Few   All
+    Joint      73.7    24.5   1.1  46.8
+    NCM        59.9    62.3  51.6  60.0
+    cRT        66.9    59.6  59.3  63.2
+    tau-norm   69.6    46.9  40.5  57.6   (tau = 1.4 on the balanced validation split)
+    LWS        65.9    55.2  47.5  59.8
 """
 
 from __future__ import annotations
