@@ -38,6 +38,17 @@ def cifar10_root() -> Path:
     return root
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_intra_op_thread():
+    """Tests run many tiny tensor ops, for which one thread is fastest and fully deterministic."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def tmp_cache(tmp_path, monkeypatch) -> Path:
     """A private dataset cache for tests that decode image trees."""

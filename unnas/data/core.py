@@ -70,12 +70,13 @@ class Data:
 
 
 def longtail_counts(n_max: int, num_classes: int, rho: float) -> list[int]:
-    """Images kept per class: ``n_i = int(n_max * (1/rho) ** (i / (C - 1)))`` (Cao et al. 2019)."""
+    """Images kept per class: ``n_i = int(n_max * (1/rho) ** (i / (C - 1)))`` (Cao et al. 2019),
+    at least one image per class (only matters for tiny datasets)."""
     if rho < 1:
         raise UserError("data.imbalance", rho, "a ratio >= 1", message="imbalance ratio below 1")
     if num_classes == 1:
         return [n_max]
-    return [int(n_max * (1.0 / rho) ** (i / (num_classes - 1))) for i in range(num_classes)]
+    return [max(1, int(n_max * (1.0 / rho) ** (i / (num_classes - 1)))) for i in range(num_classes)]
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
