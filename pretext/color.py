@@ -12,6 +12,10 @@ Conventions:
   by at least one of the ``256**3`` 8-bit sRGB colours (every colour a uint8 image can hold), so
   every pixel of a uint8 image falls in a gamut bin. Classes are numbered in row-major order
   of ``(a bin, b bin)``.
+* At grid 10 the gamut has 261 bins, ``a`` in ``[-90, 100]`` and ``b`` in ``[-110, 90]``. Zhang
+  et al.'s published list has 313 points; a bin that no 8-bit sRGB colour reaches would only be a
+  class that never occurs as a target. Each of the 261 bins contains sRGB colours, but for 32
+  bins on the gamut's edge the bin *centre* itself lies (slightly) outside sRGB at every L.
 """
 
 from __future__ import annotations
@@ -90,7 +94,7 @@ def lab_to_srgb(lab: torch.Tensor) -> torch.Tensor:
 
 
 def rgb_to_gray(rgb: torch.Tensor) -> torch.Tensor:
-    """Luma of sRGB ``(..., 3, H, W)`` -> ``(..., 1, H, W)`` (ITU-R BT.601 weights, as torchvision)."""
+    """Luma of sRGB ``(..., 3, H, W)`` -> ``(..., 1, H, W)`` (ITU-R BT.601 weights, as PIL's "L" mode)."""
     w = torch.tensor([0.299, 0.587, 0.114], dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
     return (rgb * w).sum(dim=-3, keepdim=True)
 

@@ -11,8 +11,10 @@ Per image (all batched, no per-image Python loop):
    centre of the cell in evaluation;
 4. each tile is normalized on its own: zero mean and unit standard deviation over all its pixels
    and channels (``eps`` guards constant tiles);
-5. a permutation index ``k`` is drawn uniformly; position ``p`` of the shuffled sequence holds
-   the tile of cell ``perms[k][p]`` (cells numbered row-major);
+5. a permutation index ``k`` is drawn uniformly from the generator passed in (in evaluation
+   without a generator: ``k = i mod K`` for the i-th image of the batch); position ``p`` of the
+   shuffled sequence holds the tile of cell ``perms[k][p]`` (cells numbered row-major; UnNAS's
+   code uses the inverse convention, which for the full 2x2 set is the same task);
 6. every tile goes through the shared backbone (pooled features), the features are concatenated
    in position order and a linear head predicts ``k``.
 
