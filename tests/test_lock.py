@@ -126,7 +126,7 @@ def test_second_runner_exits_2_naming_the_owner(tmp_path):
 @pytest.mark.slow
 def test_joined_runners_split_the_jobs(tmp_path):
     """Two runners with --join on one folder: every job runs exactly once, both finish."""
-    args = ["--runs-dir", str(tmp_path), "--name", "j", *ARGS[:-9], "--num-archs", "4", *ARGS[-9:], "--join"]
+    args = ["--runs-dir", str(tmp_path), "--name", "j", *ARGS, "--num-archs", "4", "--join"]  # the last one wins
     procs = []
     for _ in range(2):
         procs.append(subprocess.Popen([sys.executable, "-m", "unnas.rank", *args], cwd=ROOT,
