@@ -346,6 +346,7 @@ def crash_main(point: str, n: int, argv: list[str]) -> int:
                 torch.save(obj, buf)
                 data = buf.getvalue()
                 target = path if point == "ckpt-final" else path.with_name(f".{path.name}.tmp{os.getpid()}")
+                target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data[: len(data) // 2])
                 die()
             save(obj, path)
@@ -507,3 +508,20 @@ def test_sigkill_and_resume_at_twelve_seeded_points(tmp_path):
         plan.append((p, n, "local"))
     plan += [("external", float(rng.uniform(8, 14)), "pool"), ("external", float(rng.uniform(8, 14)), "pool")]
     assert _kill_and_resume(tmp_path, plan, []) >= 10
+
+
+def test_run_finishes_when_a_candidate_has_no_finished_job(tmp_path):
+    """One candidate fails everywhere (no complexity, no score): the ranking still completes."""
+    from unnas.population import sample_population
+    from unnas.rank import main
+    from unnas.spec import build
+
+    specs_ = sample_population("resnet", 2, 0, {}, in_channels=3, image_size=8)
+    feats = [build(s, 3).num_features for s in specs_]
+    assert feats[0] != feats[1]
+    argv = ["--runs-dir", str(tmp_path), "--name", "r", "--num-archs", "2", "--pretext", "fault", "--no-supervised",
+            "--quiet", *TINY, "train.epochs=1", "fault.mode=raise", f"fault.only_features={feats[0]}"]
+    assert main(argv) == 0
+    ranking = json.loads((tmp_path / "r" / "ranking.json").read_text())
+    assert ranking["status"]["failed"] == 1 and ranking["status"]["done"] == 1
+    assert [f["arch_id"] for f in ranking["failed"]] == [specs_[0].arch_id]

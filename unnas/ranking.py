@@ -225,8 +225,8 @@ def _run_locked(cfg, run_dir, data, specs, objectives, console, quiet, retry_fai
         _print_ranking(rk, console, cfg)
         table = rk.table()
         if table:
-            cols = list(table[0])
-            tracker.table("ranking", cols, [[r[c] for c in cols] for r in table])
+            cols = list(dict.fromkeys(c for r in table for c in r))  # a candidate with no finished job lacks some
+            tracker.table("ranking", cols, [[r.get(c) for c in cols] for r in table])
         # ---- report: the one place where the ranking run writes its report -----------------------
         page = _report(rk, run_dir, cfg, tracker, console)
         tracker.summary(seconds=time.time() - t0,
