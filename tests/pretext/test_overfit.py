@@ -56,21 +56,12 @@ def _overfit(name: str, images: torch.Tensor, steps: int, lr: float) -> tuple[fl
     return losses[0], min(losses[-5:])
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: tiny convolutions only lose to thread synchronization on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("name,data,steps,lr", [
     ("rotation", _digits, 40, 0.02),
     ("jigsaw", _digits16, 40, 0.02),
     ("colorization", _color_blocks, 40, 0.02),
 ])
-def test_tiny_backbone_overfits(name, data, steps, lr, one_thread):
+def test_tiny_backbone_overfits(name, data, steps, lr):
     t0 = time.perf_counter()
     first, last = _overfit(name, data(), steps, lr)
     took = time.perf_counter() - t0
