@@ -194,7 +194,7 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("objective", ["rotation", "moco"])
+@pytest.mark.parametrize("objective", ["moco"])  # rotation: see the damaged-checkpoint cases
 def test_interrupted_job_resumes_bit_identical(tmp_path, objective):
     """Stop inside epoch 3 (any objective: a progress callback raises), resume from the epoch-2
     checkpoint: weights, BN statistics, MoCo's key encoder and queue, history all equal."""
