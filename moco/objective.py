@@ -23,8 +23,8 @@ All presets: grayscale p=0.2, flip p=0.5, asymmetric loss, split BN. ``cifar`` i
 CIFAR-10 demo (ResNet-18, batch 512, SplitBatchNorm with 8 groups) and the default, as it suits
 small datasets. MoCo v1 applied grayscale before the jitter; here every version uses v2's order.
 
-Rules that depend on the run (checked on the first training batch, and before a ranking run by
-:meth:`Moco.check_run`):
+Rules that depend on the run (checked on the first training batch, and by :meth:`Moco.check_run`
+before a run starts):
 
 * ``queue_size`` (K) must be a multiple of the keys enqueued per step (batch size x ranks, x2
   with the symmetric loss) and must not exceed the number of training images (a query's own
@@ -193,13 +193,16 @@ class Moco(Objective):
 
     # -------------------------------------------------------------- run-level checks
     @classmethod
-    def check_run(cls, options: MocoOptions | None, batch_size: int, num_train: int, image_side: int,
-                  world: int = 1) -> int:
-        """Validate the options for a run before it starts; returns the queue length K."""
-        hp = resolve(options if options is not None else MocoOptions(), image_side)
-        split_groups(hp.bn_splits, batch_size)
-        per_step = batch_size * world * (2 if hp.symmetric else 1)
-        return queue_length((options or MocoOptions()).queue_size, hp.queue_size, per_step, num_train)
+    def check_run(cls, options: MocoOptions | None, train_cfg: Any, info: Any, world: int = 1) -> int:
+        """Validate the options against a run's batch size (``train_cfg.batch_size``), image size and
+        training-set size (``info.num_train`` when the data info carries it) before anything starts;
+        raises :class:`UserError`, returns the queue length K the run will use."""
+        options = options if options is not None else MocoOptions()
+        hp = resolve(options, min(info.image_size))
+        batch = int(train_cfg.batch_size)
+        split_groups(hp.bn_splits, batch)
+        per_step = batch * world * (2 if hp.symmetric else 1)
+        return queue_length(options.queue_size, hp.queue_size, per_step, int(getattr(info, "num_train", 0) or 0))
 
     def _num_train(self) -> int:
         return int(getattr(self.info, "num_train", 0) or 0)

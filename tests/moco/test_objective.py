@@ -72,9 +72,17 @@ def test_queue_length_rules():
         queue_length(100, 4096, 64)
     with pytest.raises(UserError, match="at most the number of training images"):
         queue_length(2048, 4096, 64, num_train=1294)
-    assert Moco.check_run(MocoOptions(symmetric=True), 64, 1294, 16) == 640  # 647 -> a multiple of 128
-    with pytest.raises(UserError):
-        Moco.check_run(MocoOptions(queue_size=192, symmetric=True), 64, 1294, 16)
+    from unnas.config import TrainConfig
+
+    info = DataInfo(1, 10, (16, 16), (0.5,), (0.25,))
+    object.__setattr__(info, "num_train", 1294)
+    train_cfg = TrainConfig(batch_size=64)
+    assert Moco.check_run(MocoOptions(symmetric=True), train_cfg, info) == 640  # 647 -> a multiple of 128
+    with pytest.raises(UserError, match="multiple"):
+        Moco.check_run(MocoOptions(queue_size=192, symmetric=True), train_cfg, info)
+    with pytest.raises(UserError, match="moco.bn_splits"):
+        Moco.check_run(MocoOptions(bn_splits=5), train_cfg, info)
+    assert Moco.check_run(None, TrainConfig(batch_size=512), DataInfo(3, 10, (32, 32), (0.5,) * 3, (0.2,) * 3)) == 4096
 
 
 def test_split_groups_rule():
