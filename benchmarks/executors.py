@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretext", default="rotation")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
+    p.add_argument("--layouts", default="", help="comma-separated labels to run (default: all), e.g. "
+                                                  "local_1x1,pool_2x1")
     a = p.parse_args(argv)
+    chosen = [x for x in layouts(a.cores) if not a.layouts or x[0] in a.layouts.split(",")]
     base = ["--data", a.data, "--generator", a.generator, "--pretext", a.pretext, "--num-archs", str(a.num_archs),
             "--no-supervised", "--quiet", "--device", "cpu", "train.epochs=2", "data.image_size=16", *a.overrides]
     times: dict[str, list[float]] = {}
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     load = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.repeats):
-            for label, ex, workers, threads in layouts(a.cores):
+            for label, ex, workers, threads in chosen:
                 name = f"{label}-{r}"
                 cmd = [sys.executable, "-m", "unnas.rank", *base, "--runs-dir", tmp, "--name", name,
                        "--executor", ex, "--workers", str(workers), "--threads-per-worker", str(threads)]
@@ -71,15 +74,19 @@ def main(argv: list[str] | None = None) -> int:
                 stores[label] = store_rows(Path(tmp) / name / "store.sqlite")
                 load.append(os.getloadavg()[0])
     best = {k: min(v) for k, v in times.items()}
+
+    def ratio(a_: str, b_: str) -> float | None:
+        return round(best[a_] / best[b_], 3) if a_ in best and b_ in best else None
+
     pool = f"pool_{a.cores}x1"
     by_threads: dict[int, list[str]] = {}
-    for label, _, _, threads in layouts(a.cores):
+    for label, _, _, threads in chosen:
         by_threads.setdefault(threads, []).append(label)
     identical = all(stores[g[0]] == stores[x] for g in by_threads.values() for x in g)
     print(json.dumps({"benchmark": "executors", "candidates": a.num_archs, "data": a.data, "generator": a.generator,
                       "pretext": a.pretext, "cores": a.cores, "seconds": {k: round(v, 2) for k, v in best.items()},
-                      "speedup_pool_vs_local": round(best["local_1x1"] / best[pool], 3),
-                      "speedup_pool_vs_local_all_threads": round(best[f"local_1x{a.cores}"] / best[pool], 3),
+                      "speedup_pool_vs_local": ratio("local_1x1", pool),
+                      "speedup_pool_vs_local_all_threads": ratio(f"local_1x{a.cores}", pool),
                       "identical_at_equal_threads": identical, "load_avg_during": round(sum(load) / len(load), 2),
                       "repeats": a.repeats}))
     return 0
