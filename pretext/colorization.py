@@ -40,6 +40,7 @@ class ColorizationOptions:
 @OBJECTIVES.register("colorization", config=ColorizationOptions)
 class Colorization(Objective):
     name = "colorization"
+    max_eval_batch = 32  # 32 x bins x H x W logits per evaluation batch
     needs_spatial = True
 
     def __init__(self, backbone, info, options: ColorizationOptions | None = None):
@@ -58,7 +59,7 @@ class Colorization(Objective):
         return 1
 
     @classmethod
-    def check_data(cls, info: DataInfo) -> None:
+    def check_data(cls, info: DataInfo, options=None) -> None:
         if info.channels != 3:
             raise UserError("--data", f"{info.channels} channel(s)",
                             "an RGB dataset (cifar10, cifar100, fake, an RGB imagefolder) or another pretext",

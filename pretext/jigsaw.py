@@ -42,7 +42,7 @@ from torch import nn
 from pretext.color import rgb_to_gray
 from unnas.data.augment import random_flip
 from unnas.errors import UserError
-from unnas.objectives.base import Objective, accuracy
+from unnas.objectives.base import DataInfo, Objective, accuracy
 from unnas.registry import OBJECTIVES
 
 _MAX_ENUMERATED = 9  # enumerate all permutations up to 3x3 (9! = 362,880 candidates)
@@ -187,9 +187,9 @@ def standardize(x: torch.Tensor, dims: tuple[int, ...], eps: float) -> torch.Ten
 class Jigsaw(Objective):
     name = "jigsaw"
 
-    def __init__(self, backbone, info, options: JigsawOptions | None = None):
+    @classmethod
+    def check_data(cls, info: DataInfo, options: JigsawOptions | None = None) -> None:
         options = options or JigsawOptions()
-        super().__init__(backbone, info, options)
         if not isinstance(options.grid, int) or options.grid < 2:
             raise UserError("jigsaw.grid", options.grid, "an integer >= 2")
         if not 0.0 <= options.gray_prob <= 1.0:
@@ -198,6 +198,12 @@ class Jigsaw(Objective):
             raise UserError("jigsaw.tile_fraction", options.tile_fraction, "a fraction in (0, 1]")
         if options.eps <= 0:
             raise UserError("jigsaw.eps", options.eps, "a positive number")
+        tile_geometry(info.image_size, options.grid, options.tile_fraction)  # grid finer than the image
+
+    def __init__(self, backbone, info, options: JigsawOptions | None = None):
+        options = options or JigsawOptions()
+        self.check_data(info, options)
+        super().__init__(backbone, info, options)
         self.grid = options.grid
         self.cell, self.tile, self.top, self.left = tile_geometry(info.image_size, options.grid,
                                                                   options.tile_fraction)

@@ -3,8 +3,7 @@ rotations (0, 90, 180, 270 degrees), so the batch is four times larger; the labe
 ``rot90(x, k)`` is ``k``, and the reported accuracy is over all ``4B`` predictions.
 
 Training augmentation (before rotating): random crop with padding (1/8 of the side) and a
-horizontal flip, as UnNAS does on CIFAR; bit-identical to
-:func:`unnas.data.augment.standard_augment` with the same generator state.
+horizontal flip, as UnNAS does on CIFAR (:func:`unnas.data.augment.standard_augment`).
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unnas.data.augment import random_flip
+from unnas.data.augment import standard_augment
 from unnas.errors import UserError
 from unnas.objectives.base import DataInfo, Objective, accuracy
 from unnas.registry import OBJECTIVES
@@ -29,17 +28,6 @@ def rotate_batch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return out, labels
 
 
-def crop_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``standard_augment(x, generator)``, same random draws and same output, with the crop done as
-    one gather from an ``unfold`` view of every window (several times faster on CPU)."""
-    b, _, h, w = x.shape
-    pad = max(1, w // 8)
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-    windows = F.pad(x, (pad, pad, pad, pad)).unfold(2, h, 1).unfold(3, w, 1)  # (B, C, 2p+1, 2p+1, H, W)
-    return random_flip(windows[torch.arange(b, device=x.device), :, oy, ox], generator)
-
-
 @OBJECTIVES.register("rotation")
 class Rotation(Objective):
     name = "rotation"
@@ -50,7 +38,7 @@ class Rotation(Objective):
         self.head = nn.Linear(backbone.num_features, 4)
 
     @classmethod
-    def check_data(cls, info: DataInfo) -> None:
+    def check_data(cls, info: DataInfo, options=None) -> None:
         h, w = info.image_size
         if h != w:
             raise UserError("--data", f"{h}x{w}", "square images (set data.image_size)",
@@ -60,11 +48,11 @@ class Rotation(Objective):
     def prepare(self, images: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 ``(B, C, H, W)`` -> the four rotations ``(4B, C, H, W)`` (normalized) and labels."""
-        x = self.normalize(crop_flip(images, generator)) if self.training else self.eval_input(images)
+        x = self.normalize(standard_augment(images, generator)) if self.training else self.eval_input(images)
         return rotate_batch(x)
 
     def train_input(self, images, generator):
-        return rotate_batch(self.normalize(crop_flip(images, generator)))[0]
+        return rotate_batch(self.normalize(standard_augment(images, generator)))[0]
 
     def forward(self, images, labels=None, generator=None):
         x, target = self.prepare(images, generator)

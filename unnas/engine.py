@@ -246,6 +246,8 @@ def evaluate_objective(objective: nn.Module, split: Split, batch_size: int = 256
                        device: str | torch.device = "cpu") -> dict[str, float]:
     """The objective's own loss and accuracy on ``split`` (eval mode, seeded randomness)."""
     objective.eval()
+    # dense objectives (colorization: one prediction per pixel) cap the batch to bound memory
+    batch_size = min(batch_size, int(getattr(objective, "max_eval_batch", batch_size)))
     gen = torch.Generator().manual_seed(int(seed))
     uses_labels = bool(getattr(objective, "uses_labels", False))
     loss_sum, acc_sum, n_sum = 0.0, 0.0, 0

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pretext.rotation import Rotation, crop_flip, rotate_batch
-from unnas.data.augment import standard_augment
+from pretext.rotation import Rotation, rotate_batch
 from unnas.errors import UserError
 from unnas.objectives.base import DataInfo, build_objective
 from unnas.spec import ArchSpec, build
@@ -65,10 +64,3 @@ def test_refuses_non_square_images():
     with pytest.raises(UserError, match="16x12"):
         Rotation.check_data(DataInfo(3, 10, (16, 12), (0.5,) * 3, (0.25,) * 3))
 
-
-@pytest.mark.parametrize("shape", [(7, 3, 32, 32), (5, 1, 16, 16), (3, 2, 8, 8)])
-def test_crop_flip_is_standard_augment(shape):
-    x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    for seed in range(4):
-        assert torch.equal(crop_flip(x, torch.Generator().manual_seed(seed)),
-                           standard_augment(x, torch.Generator().manual_seed(seed)))

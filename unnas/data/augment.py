@@ -30,18 +30,15 @@ def random_flip(x: torch.Tensor, generator: torch.Generator | None = None, p: fl
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Zero-pad by ``padding`` and cut a random ``H x W`` window per image (gather, no loop)."""
+    """Zero-pad by ``padding`` and cut a random ``H x W`` window per image: one gather from an
+    ``unfold`` view of every window (no per-image loop, no copy of the windows)."""
     if padding <= 0:
         return x
-    b, c, h, w = x.shape
-    xp = F.pad(x, (padding, padding, padding, padding))
+    b, _, h, w = x.shape
     oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
     ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
-    rows = (oy[:, None] + torch.arange(h, device=x.device)[None, :])  # (B, H)
-    cols = (ox[:, None] + torch.arange(w, device=x.device)[None, :])  # (B, W)
-    bi = torch.arange(b, device=x.device)[:, None, None]
-    out = xp.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
-    return out.permute(0, 3, 1, 2).contiguous()
+    windows = F.pad(x, (padding, padding, padding, padding)).unfold(2, h, 1).unfold(3, w, 1)  # (B, C, 2p+1, 2p+1, H, W)
+    return windows[torch.arange(b, device=x.device), :, oy, ox]
 
 
 def standard_augment(x: torch.Tensor, generator: torch.Generator | None = None, padding: int | None = None,

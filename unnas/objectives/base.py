@@ -11,7 +11,8 @@ An objective is an ``nn.Module`` that owns the backbone plus its own heads. It i
 * ``eval_input(images)`` is the float tensor the backbone sees for feature extraction;
   ``train_input(images, generator)`` the one it sees in training (used for precise BN).
 * ``input_channels(data_channels)`` (class method) is the channel count the backbone must be
-  built with (colorization: 1).
+  built with (colorization: 1); ``check_data(info, options)`` (class method) refuses data or
+  options the objective cannot work with, before any job starts.
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ class Objective(nn.Module):
         return data_channels
 
     @classmethod
-    def check_data(cls, info: DataInfo) -> None:
-        """Raise :class:`UserError` if the objective cannot work on this data."""
+    def check_data(cls, info: DataInfo, options: Any = None) -> None:
+        """Raise :class:`UserError` if the objective (with these options) cannot work on this data.
+        Called before a run starts, so that a bad combination is refused before any job runs."""
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return to_float(images, self.info.mean, self.info.std)
