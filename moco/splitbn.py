@@ -5,10 +5,11 @@ samples, and the network can "cheat" by recognizing batch statistics instead of 
 trains on several GPUs, normalizes each GPU's sub-batch on its own and shuffles the keys'
 samples across GPUs. In one process we emulate it (as the authors' CIFAR demo does):
 
-* **split BN**: in training, every BN layer normalizes ``groups`` sub-batches separately. The
-  sub-batch of sample ``n`` is ``n % groups`` (a strided split, so the batch is reshaped without
-  a copy into ``(B / groups, groups * C, ...)``). Running statistics are updated with the average
-  over the sub-batches of the per-sub-batch statistics, i.e. like one GPU of a multi-GPU run.
+* **split BN**: in training, every BN layer normalizes ``groups`` sub-batches separately (sample
+  ``n`` in sub-batch ``n % groups`` for NCHW tensors, reshaped without a copy into
+  ``(B / groups, groups * C, ...)``; consecutive chunks for channels-last tensors). Running
+  statistics are updated with the average over the sub-batches of the per-sub-batch
+  statistics, i.e. like one GPU of a multi-GPU run.
 * **key shuffle**: the key encoder sees a random permutation of the batch, so a key lands in
   another sub-batch than its query (then the output is un-permuted).
 * under ``torch.distributed``: the keys' inputs are gathered from all ranks, permuted with one
@@ -52,28 +53,41 @@ def _average_factor(bn: _BatchNorm) -> float:
 
 
 def split_batch_norm(x: torch.Tensor, bn: _BatchNorm, groups: int) -> torch.Tensor:
-    """Training-mode BN of ``x`` (N, C, ...) with statistics computed per sub-batch ``n % groups``.
+    """Training-mode BN of ``x`` (N, C, ...) with statistics computed per sub-batch.
 
+    The sub-batches are ``n % groups`` for a contiguous (NCHW) ``x``, reshaped without a copy, and
+    the consecutive chunks ``n // (N / groups)`` for a channels-last ``x``, so no layout change is
+    needed either way (which samples share a sub-batch does not matter, only that they are split).
     Uses ``bn``'s affine parameters; updates its running statistics with the sub-batch average.
     """
     n, c = x.shape[0], x.shape[1]
     if n % groups:
         raise ValueError(f"split BN: batch of {n} is not divisible into {groups} groups")
-    rest = x.shape[2:]
-    xs = x.reshape(n // groups, groups * c, *rest)
-    w = bn.weight.repeat(groups) if bn.weight is not None else None
-    b = bn.bias.repeat(groups) if bn.bias is not None else None
-    if bn.track_running_stats and bn.running_mean is not None:
-        factor = _average_factor(bn)
-        rm = bn.running_mean.repeat(groups)
-        rv = bn.running_var.repeat(groups)
-        out = F.batch_norm(xs, rm, rv, w, b, True, factor, bn.eps)
-        with torch.no_grad():
-            bn.running_mean.copy_(rm.view(groups, c).mean(dim=0))
-            bn.running_var.copy_(rv.view(groups, c).mean(dim=0))
+    track = bn.track_running_stats and bn.running_mean is not None
+    factor = _average_factor(bn) if track else 0.0
+    if x.is_contiguous() or x.dim() < 3:
+        rest = x.shape[2:]
+        xs = x.reshape(n // groups, groups * c, *rest)
+        w = bn.weight.repeat(groups) if bn.weight is not None else None
+        b = bn.bias.repeat(groups) if bn.bias is not None else None
+        rm = bn.running_mean.repeat(groups) if track else None
+        rv = bn.running_var.repeat(groups) if track else None
+        out = F.batch_norm(xs, rm, rv, w, b, True, factor, bn.eps).reshape(x.shape)
+        if track:
+            rm, rv = rm.view(groups, c), rv.view(groups, c)
     else:
-        out = F.batch_norm(xs, None, None, w, b, True, 0.0, bn.eps)
-    return out.reshape(x.shape)
+        chunks = x.split(n // groups)
+        rms = [bn.running_mean.clone() for _ in chunks] if track else [None] * groups
+        rvs = [bn.running_var.clone() for _ in chunks] if track else [None] * groups
+        out = torch.cat([F.batch_norm(xc, m, v, bn.weight, bn.bias, True, factor, bn.eps)
+                         for xc, m, v in zip(chunks, rms, rvs)])
+        if track:
+            rm, rv = torch.stack(rms), torch.stack(rvs)
+    if track:
+        with torch.no_grad():
+            bn.running_mean.copy_(rm.mean(dim=0))
+            bn.running_var.copy_(rv.mean(dim=0))
+    return out
 
 
 @contextlib.contextmanager

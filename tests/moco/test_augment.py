@@ -30,8 +30,8 @@ def test_resized_crop_matches_torchvision_image_by_image():
     x = images(n=4, size=16, dtype=torch.float32)
     boxes = torch.tensor([[0, 0, 16, 16], [2, 3, 8, 10], [5, 0, 11, 7], [1, 1, 4, 4]])
     out = A.resized_crop(x, boxes, (16, 16))
-    for i, (t, l, h, w) in enumerate(boxes.tolist()):
-        ref = TF.resized_crop(x[i], t, l, h, w, [16, 16], antialias=True)
+    for i, (top, left, h, w) in enumerate(boxes.tolist()):
+        ref = TF.resized_crop(x[i], top, left, h, w, [16, 16], antialias=True)
         torch.testing.assert_close(out[i], ref, rtol=0, atol=2e-5)
 
 

@@ -61,6 +61,7 @@ WORKER = textwrap.dedent(r'''
 ''')
 
 
+@pytest.mark.slow  # two fresh interpreters importing torch: ~15 s on 2 busy cores
 def test_two_process_gloo_group(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)

@@ -42,6 +42,22 @@ def test_split_bn_matches_per_group_batch_norm_with_affine_parameters():
         split_batch_norm(x, bn, 5)
 
 
+def test_channels_last_input_is_split_into_consecutive_chunks():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(8, 3, 4, 4, generator=g).contiguous(memory_format=torch.channels_last)
+    bn = nn.BatchNorm2d(3, momentum=0.5)
+    out = split_batch_norm(x, bn, 2)
+    means = []
+    for chunk in range(2):
+        xs = x[chunk * 4:(chunk + 1) * 4]
+        mean = xs.mean(dim=(0, 2, 3), keepdim=True)
+        var = xs.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+        torch.testing.assert_close(out[chunk * 4:(chunk + 1) * 4], (xs - mean) / torch.sqrt(var + bn.eps),
+                                   rtol=1e-5, atol=1e-5)
+        means.append(mean.flatten())
+    torch.testing.assert_close(bn.running_mean, 0.5 * (means[0] + means[1]) / 2)
+
+
 def test_cumulative_average_when_momentum_is_none():
     bn = nn.BatchNorm1d(1, momentum=None)
     split_batch_norm(torch.tensor([[0.0], [10.0], [2.0], [12.0]]), bn, 2)  # group means 1, 11
