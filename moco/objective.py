@@ -6,8 +6,11 @@ and returns the InfoNCE loss over 1 positive + K queued negatives and the instan
 discrimination accuracy (top-1 over 1 + K). In training the batch's keys are then enqueued;
 ``after_step`` moves the key encoder towards the query encoder. In eval mode (the objective's
 own test accuracy) the same step runs on held-out images with BN on batch statistics, as in
-training, and changes nothing: no enqueue, BN running statistics restored, no collective call. The ranking score is the kNN
-accuracy of the query backbone's frozen pooled features (``features``, computed by the runner).
+training, and changes nothing: no enqueue, BN running statistics restored, no collective call.
+The ranking score is the kNN accuracy of the query backbone's frozen pooled features
+(``features``, computed by the runner). The queue starts empty (only real keys are negatives),
+so the very first step has no negatives and a zero loss. The symmetric loss is the sum of both
+directions, as in the authors' CIFAR demo.
 
 Presets (``moco.version``) fill every option left unset (``null``); explicit values win:
 
