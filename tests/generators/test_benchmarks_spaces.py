@@ -65,15 +65,18 @@ def test_nb201_live_edges_get_gradients_and_dead_edges_zero():
     # edge 2 (1 -> 2) reaches node 2, but node 2 only feeds node 3 through `none`: dead;
     # edge 0 (0 -> 1) likewise only reaches node 3 through none edges
     assert nb201.live_edges(arch) == {3}
-    net = build(ArchSpec("nb201", {"arch": arch, "width": 0.5, "cells": 1}), 3)
     torch.manual_seed(0)
+    net = build(ArchSpec("nb201", {"arch": arch, "width": 0.5, "cells": 1}), 3)
     out = net.forward_features(torch.randn(4, 3, 16, 16))
     (out * torch.randn_like(out)).sum().backward()
     for cell in (m for m in net.modules() if isinstance(m, nb201.Cell)):
         for e, op in enumerate(cell.edges):
-            for p in op.parameters():
+            for name, p in op.named_parameters():
                 g = p.grad.abs().max().item()
-                assert g > 1e-6 if e in nb201.live_edges(arch) else g == 0.0, (e, g)
+                if e not in nb201.live_edges(arch):
+                    assert g == 0.0, (e, name, g)
+                elif p.dim() == 4:  # the conv of a live edge learns (a BN bias right before the
+                    assert g > 1e-6, (e, name, g)  # last train-mode BN is cancelled by it)
 
 
 def test_nb201_cut_cells_still_give_valid_networks():
