@@ -5,7 +5,9 @@
 * :class:`Backbone` is timm's feature interface: ``forward_features(x)`` returns the unpooled
   map ``(B, C, h, w)``, ``forward_head(features, pre_logits=True)`` the pooled ``(B, D)``
   vector, and ``num_features`` is ``D``. Backbones without a spatial map (an MLP) return
-  ``(B, D)`` from both and set ``has_spatial = False``.
+  ``(B, D)`` from both and set ``has_spatial = False``. Optional attributes: ``structure`` (a
+  text description of the sampled network) and ``has_zero_ops`` (some operations output zeros,
+  e.g. NAS-Bench-201 ``none`` edges, so their inputs get no gradient).
 * :class:`Generator` maps ``(params, seed)`` to a backbone, purely: graph randomness comes from
   ``numpy.random.default_rng(seed)``; weight initialisation uses torch's RNG, so the same spec
   under the same torch seed builds the same weights.
@@ -140,6 +142,11 @@ class Generator:
     def measures(self, params: Mapping[str, Any], seed: int) -> dict[str, float]:
         """Extra descriptive numbers for a spec (e.g. a graph's clustering C and path length L)."""
         return {}
+
+    def uses_seed(self, params: Mapping[str, Any]) -> bool:
+        """Whether the seed changes the network (a random graph) or not (a fixed ResNet): when it
+        does not, populations set the spec seed to 0 so equal networks share an ``arch_id``."""
+        return True
 
 
 def get_generator(name: str) -> Generator:

@@ -63,5 +63,8 @@ class ResNetGenerator(Generator):
                "width": int(self.widths[int(rng.integers(len(self.widths)))])}
         return self.resolve({**out, **base})
 
+    def uses_seed(self, params) -> bool:
+        return False
+
     def build(self, params, seed, in_channels, num_classes=None) -> Backbone:
         return ResNet(list(params["depths"]), params["width"], in_channels, num_classes)
