@@ -13,7 +13,9 @@ m = 0.999, SGD, on the same 32x32 images and batch size, and run the same number
 
 Images come from the cached CIFAR-10 tree when present, else seeded random images. Prints one
 JSON line: images/s of each side (best of ``--rounds``) and their ratio. Needs the ``bench``
-extra (``pip install -e '.[bench]'``).
+extra (``pip install -e '.[bench]'``). On a shared 2-core machine, one torch thread per process
+is the fastest setting for both sides: ``--threads 1 --workers 1`` (lightly then has one extra
+process for its data pipeline, ours has none).
 """
 
 from __future__ import annotations
