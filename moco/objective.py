@@ -32,8 +32,8 @@ before a run starts):
 * ``queue_size`` (K) must be a multiple of the keys enqueued per step (batch size x ranks, x2
   with the symmetric loss) and must not exceed the number of training images (a query's own
   earlier key would then always be a negative). ``queue_size=0`` (default) takes the preset's K,
-  capped at half the training images when that number is known, rounded down to a multiple of
-  the keys per step.
+  capped at half the training images (``DataInfo.num_train``; when the data info does not carry
+  it, at 8 steps' keys), rounded down to a multiple of the keys per step.
 * ``bn_splits`` (split-BN groups) must divide the batch; ``0`` (default) uses
   ``min(8, batch // 16)`` groups (the demo's 8 x 64 at batch 512, 4 x 16 at batch 64).
 * the crop's minimum scale is raised on small images so the smallest crop keeps at least
@@ -68,6 +68,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 HEADS = ("linear", "mlp")
 MAX_AUTO_SPLITS = 8
 MIN_SPLIT = 16
+UNKNOWN_DATA_STEPS = 8
 
 
 @dataclass(frozen=True)
@@ -166,10 +167,12 @@ def split_groups(bn_splits: int, batch: int) -> int:
 
 
 def queue_length(requested: int, preset: int, keys_per_step: int, num_train: int = 0) -> int:
-    """K for a run. ``requested=0``: the preset's K, at most half the training images (when
-    known), rounded down to a multiple of ``keys_per_step`` (at least one step's keys)."""
+    """K for a run. ``requested=0``: the preset's K, at most half the training images (or, when
+    that number is unknown, at most ``UNKNOWN_DATA_STEPS`` steps' keys: the demo's 8 x 512), rounded
+    down to a multiple of ``keys_per_step`` (at least one step's keys)."""
     if requested == 0:
-        k = preset if num_train <= 0 else min(preset, num_train // 2)
+        cap = num_train // 2 if num_train > 0 else UNKNOWN_DATA_STEPS * keys_per_step
+        k = min(preset, cap)
         return max(keys_per_step, k // keys_per_step * keys_per_step)
     if requested % keys_per_step:
         raise UserError("moco.queue_size", requested, f"a multiple of the keys enqueued per step ({keys_per_step})",

@@ -62,11 +62,13 @@ def test_bad_options_are_user_errors_naming_the_field(field, value):
 
 
 def test_queue_length_rules():
-    assert queue_length(0, 4096, 64) == 4096
+    assert queue_length(0, 4096, 64) == 512  # training-set size unknown: 8 steps' keys
+    assert queue_length(0, 4096, 512) == 4096
     assert queue_length(0, 4096, 64, num_train=1294) == 640  # half the images, a multiple of the batch
     assert queue_length(0, 4096, 512, num_train=50000) == 4096
     assert queue_length(0, 4096, 64, num_train=100) == 64  # at least one batch
-    assert queue_length(0, 4096, 100) == 4000
+    assert queue_length(0, 4096, 100) == 800
+    assert queue_length(0, 65536, 256, num_train=1_281_167) == 65536
     assert queue_length(256, 4096, 64, num_train=1294) == 256
     with pytest.raises(UserError, match="multiple"):
         queue_length(100, 4096, 64)
