@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     identical = all(stores[g[0]] == stores[x] for g in by_threads.values() for x in g)
     print(json.dumps({"benchmark": "executors", "candidates": a.num_archs, "data": a.data, "generator": a.generator,
                       "pretext": a.pretext, "cores": a.cores, "seconds": {k: round(v, 2) for k, v in best.items()},
+                      "all_seconds": {k: [round(x, 2) for x in v] for k, v in times.items()},
                       "speedup_pool_vs_local": ratio("local_1x1", pool),
                       "speedup_pool_vs_local_all_threads": ratio(f"local_1x{a.cores}", pool),
                       "identical_at_equal_threads": identical, "load_avg_during": round(sum(load) / len(load), 2),
