@@ -38,10 +38,12 @@ class DataInfo:
     image_size: tuple[int, int]
     mean: Sequence[float]
     std: Sequence[float]
+    num_train: int = 0  # training images (0 = unknown)
 
     @classmethod
     def of(cls, data) -> "DataInfo":
-        return cls(data.channels, data.num_classes, data.image_size, tuple(data.mean), tuple(data.std))
+        return cls(data.channels, data.num_classes, data.image_size, tuple(data.mean), tuple(data.std),
+                   len(data.train))
 
 
 class Objective(nn.Module):
@@ -67,6 +69,11 @@ class Objective(nn.Module):
     def check_data(cls, info: DataInfo, options: Any = None) -> None:
         """Raise :class:`UserError` if the objective (with these options) cannot work on this data.
         Called before a run starts, so that a bad combination is refused before any job runs."""
+
+    @classmethod
+    def check_run(cls, options: Any, train_cfg: Any, info: DataInfo) -> None:
+        """Raise :class:`UserError` if the options cannot work with this training configuration
+        (e.g. MoCo's queue length against the batch size), before any job starts."""
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return to_float(images, self.info.mean, self.info.std)
