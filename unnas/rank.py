@@ -11,7 +11,7 @@ from unnas.errors import UserError
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m unnas.rank", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted config overrides, e.g. train.epochs=3 moco.queue_size=1024")
     p.add_argument("--pretext", help="label-free objective(s), comma-separated (default: run.pretext)")
@@ -73,8 +73,12 @@ def options_to_config(a: argparse.Namespace) -> dict:
             base[sec][key] = val
     if a.no_supervised:
         base["run"]["supervised"] = False
-    if a.params:
-        params = {}
+    params = {}
+    if a.generator and ":" in a.generator:  # timm:resnet18 -> generator timm, model resnet18
+        from unnas.population import parse_generator
+
+        base["model"]["generator"], params = parse_generator(a.generator)
+    if a.params or params:
         for item in a.params:
             if "=" not in item:
                 raise UserError("--params", item, "K=V pairs, e.g. nodes=16")
@@ -85,7 +89,7 @@ def options_to_config(a: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)
     try:
         from unnas import config
         from unnas.ranking import run_ranking

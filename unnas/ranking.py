@@ -160,7 +160,9 @@ def run_ranking(cfg: Config, quiet: bool = False, *, retry_failed: bool = False,
     info = DataInfo.of(data)
     objectives = objectives_of(cfg)
     for obj in objectives:
-        objective_class(obj).check_data(info)
+        cls = objective_class(obj)
+        cls.check_data(info, cfg.objectives.get(obj))
+        cls.check_run(cfg.objectives.get(obj), cfg.train, info)
     in_ch = objective_class(objectives[0]).input_channels(data.channels)
     specs = sample_population(cfg.model.generator, cfg.run.num_archs, cfg.run.master_seed,
                               dict(cfg.model.params), in_channels=in_ch, image_size=data.image_size[0])
