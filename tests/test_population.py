@@ -4,21 +4,12 @@ import csv
 
 import numpy as np
 import pytest
-import torch
 
 from unnas import sample
 from unnas.errors import UserError
 from unnas.generators.complexity import complexity, count_params
 from unnas.population import parse_generator, sample_population
 from unnas.spec import ArchSpec, build
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_same_master_seed_same_population_and_all_distinct():

@@ -12,15 +12,6 @@ from unnas.generators.layers import draw, log_spaced
 from unnas.spec import ArchSpec, build, get_generator
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, loaded CPU extra threads mostly wait on each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ------------------------------------------------------------------------------------ AnyNet
 def test_inner_width_rounds_to_groups():
     assert anynet.inner_width(64, 4, 1) == 16

@@ -9,15 +9,6 @@ import torch
 from unnas.registry import GENERATORS
 from unnas.spec import ArchSpec, build, get_generator
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, loaded CPU extra threads mostly wait on each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 _NDS_CELL = {"width": 4, "depth": 3}
 # small settings so that the whole parametrized test stays fast; unknown generators use defaults
 SMALL = {

@@ -4,21 +4,10 @@ generator so that accidental changes to a generator show up."""
 import hashlib
 
 import pytest
-import torch
 from torch import nn
 
 from unnas.generators.complexity import complexity, count_flops, count_params
 from unnas.spec import ArchSpec, build
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, loaded CPU extra threads mostly wait on each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # the specs: ArchSpec(name, SPECS.get(name, {}), seed=7)
 _NDS_CELL = {"width": 4, "depth": 3}

@@ -5,18 +5,8 @@ import random
 import networkx as nx
 import numpy as np
 import pytest
-import torch
 
 from unnas.generators import graphs
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, loaded CPU extra threads mostly wait on each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_er_edge_count_matches_expectation_over_seeds():

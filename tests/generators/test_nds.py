@@ -10,15 +10,6 @@ from unnas.generators.complexity import count_params
 from unnas.spec import ArchSpec, build, get_generator
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, loaded CPU extra threads mostly wait on each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_space_sizes_match_nds_table():
     # NDS Table 1: ops per space NASNet 13, Amoeba 8, PNAS 8, ENAS 5, DARTS 8; nodes 5, 5, 5, 5, 4
     got = {k: (len(s.ops), s.nodes, s.output) for k, s in nds.SPACES.items()}

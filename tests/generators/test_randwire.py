@@ -10,15 +10,6 @@ from unnas.generators.randwire import Node, RandomStage
 from unnas.spec import ArchSpec, build, get_generator
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, loaded CPU extra threads mostly wait on each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("name,graph", [
     ("randwire-ws", lambda n, s: graphs.ws(n, 4, 0.75, seed=s)),
     ("randwire-er", lambda n, s: graphs.er(n, 0.2, seed=s)),

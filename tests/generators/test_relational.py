@@ -13,15 +13,6 @@ from unnas.generators.relational import MaskedConv2d, MaskedLinear, adjacency, b
 from unnas.spec import ArchSpec, build, get_generator
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, loaded CPU extra threads mostly wait on each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_group_sizes_and_block_mask_by_hand():
     assert list(group_sizes(7, 3)) == [3, 2, 2]
     adj = adjacency(nx.path_graph(3))  # 0-1-2 plus self-loops
