@@ -24,15 +24,6 @@ from unnas.errors import UserError
 S = 1 / math.sqrt(2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny linear problems: one intra-op thread avoids OpenMP spin-waiting on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ------------------------------------------------------------------ NCM
 def test_ncm_on_four_hand_made_points():
     # training mean (1, 2); centred points (1,-1), (1,1) | (-1,-1), (-1,1); normalized they average

@@ -11,15 +11,6 @@ from unnas.objectives.base import DataInfo, build_objective
 from unnas.spec import ArchSpec, build
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny problems: one intra-op thread avoids OpenMP spin-waiting on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def blobs(n_per_class=(60, 40, 30), dim=5, seed=0, spread=2.0):
     g = torch.Generator().manual_seed(seed)
     means = torch.randn(len(n_per_class), dim, generator=g) * spread

@@ -16,15 +16,6 @@ from unnas.errors import UserError
 COUNTS = [1000, 100, 10, 1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one intra-op thread avoids OpenMP spin-waiting on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def lt_labels(counts=COUNTS, shuffle_seed=0):
     y = torch.cat([torch.full((n,), c, dtype=torch.long) for c, n in enumerate(counts)])
     return y[torch.randperm(len(y), generator=torch.Generator().manual_seed(shuffle_seed))]
