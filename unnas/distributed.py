@@ -262,7 +262,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args) -> int:
-    import yaml
 
     from unnas import config as config_mod
     from unnas.objectives.base import DataInfo, build_objective, objective_class
@@ -273,12 +272,9 @@ def _main(args) -> int:
     if args.data:
         base["data"] = {"name": args.data}
     cfg = config_mod.load(args.config, args.overrides, base=base)
-    params = {}
-    for item in args.params:
-        if "=" not in item:
-            raise UserError("--params", item, "K=V pairs, e.g. width=64")
-        k, v = item.split("=", 1)
-        params[k] = yaml.safe_load(v)
+    from unnas.population import parse_params
+
+    params = parse_params(args.params)
     out = Path(args.out)
     if args.device not in ("cpu", "cuda"):
         raise UserError("--device", args.device, "cpu, cuda")

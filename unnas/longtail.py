@@ -66,13 +66,9 @@ def options_to_config(a: argparse.Namespace) -> dict:
     if a.arch and not a.arch.lstrip().startswith("{") and not a.arch.endswith(".json"):
         base["model"]["generator"] = a.arch
     if a.params:
-        params = {}
-        for item in a.params:
-            if "=" not in item:
-                raise UserError("--params", item, "K=V pairs, e.g. width=16")
-            k, v = item.split("=", 1)
-            params[k] = yaml.safe_load(v)
-        base["model"]["params"] = params
+        from unnas.population import parse_params
+
+        base["model"]["params"] = parse_params(a.params)
     return {k: v for k, v in base.items() if v}
 
 

@@ -42,6 +42,19 @@ def parse_generator(text: str) -> tuple[str, dict[str, Any]]:
     raise UserError("--generator", text, "NAME or timm:MODEL", message="only timm takes an inline argument")
 
 
+def parse_params(items: list[str], field: str = "--params") -> dict[str, Any]:
+    """``["nodes=16", "depths=[1,2]"]`` -> ``{"nodes": 16, "depths": [1, 2]}`` (values read as YAML)."""
+    import yaml
+
+    params: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(field, item, "K=V pairs, e.g. width=16")
+        k, v = item.split("=", 1)
+        params[k] = yaml.safe_load(v)
+    return params
+
+
 def _check_range(field: str, rng: Range | None) -> Range | None:
     if rng is None:
         return None

@@ -58,7 +58,6 @@ def parser() -> argparse.ArgumentParser:
 
 def options_to_config(a: argparse.Namespace) -> dict:
     """Map command-line options onto config sections (only the options that were given)."""
-    import yaml
 
     base: dict = {"run": {}, "model": {}, "data": {}, "train": {}, "eval": {}}
     pairs = [("run", "pretext", a.pretext), ("run", "num_archs", a.num_archs), ("run", "seeds", a.seeds),
@@ -79,11 +78,9 @@ def options_to_config(a: argparse.Namespace) -> dict:
 
         base["model"]["generator"], params = parse_generator(a.generator)
     if a.params or params:
-        for item in a.params:
-            if "=" not in item:
-                raise UserError("--params", item, "K=V pairs, e.g. nodes=16")
-            k, v = item.split("=", 1)
-            params[k] = yaml.safe_load(v)
+        from unnas.population import parse_params
+
+        params = {**params, **parse_params(a.params)}
         base["model"]["params"] = params
     return {k: v for k, v in base.items() if v}
 
