@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
                 times.setdefault(label, []).append(time.perf_counter() - t0)
                 stores[label] = store_rows(Path(tmp) / name / "store.sqlite")
                 load.append(os.getloadavg()[0])
-    best = {k: min(v) for k, v in times.items()}
+    med = {k: statistics.median(v) for k, v in times.items()}
 
     def ratio(a_: str, b_: str) -> float | None:
-        return round(best[a_] / best[b_], 3) if a_ in best and b_ in best else None
+        return round(med[a_] / med[b_], 3) if a_ in med and b_ in med else None
 
     pool = f"pool_{a.cores}x1"
     by_threads: dict[int, list[str]] = {}
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         by_threads.setdefault(threads, []).append(label)
     identical = all(stores[g[0]] == stores[x] for g in by_threads.values() for x in g)
     print(json.dumps({"benchmark": "executors", "candidates": a.num_archs, "data": a.data, "generator": a.generator,
-                      "pretext": a.pretext, "cores": a.cores, "seconds": {k: round(v, 2) for k, v in best.items()},
+                      "pretext": a.pretext, "cores": a.cores, "median_seconds": {k: round(v, 2) for k, v in med.items()},
                       "all_seconds": {k: [round(x, 2) for x in v] for k, v in times.items()},
                       "speedup_pool_vs_local": ratio("local_1x1", pool),
                       "speedup_pool_vs_local_all_threads": ratio(f"local_1x{a.cores}", pool),

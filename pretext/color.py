@@ -8,14 +8,20 @@ Conventions:
   CIE 1976 L*a*b* with the D65 reference white ``(0.95047, 1, 1.08883)``; it matches
   scikit-image's ``rgb2lab``: pure red is ``(53.24, 80.09, 67.20)``, white ``(100, 0, 0)``.
 * ab space is cut into square bins of side :data:`GRID` centred on multiples of ``GRID``: the
-  bin of ``(a, b)`` is ``(round(a / GRID), round(b / GRID))``. The *gamut* is the set of bins hit
-  by at least one of the ``256**3`` 8-bit sRGB colours (every colour a uint8 image can hold), so
-  every pixel of a uint8 image falls in a gamut bin. Classes are numbered in row-major order
-  of ``(a bin, b bin)``.
-* At grid 10 the gamut has 261 bins, ``a`` in ``[-90, 100]`` and ``b`` in ``[-110, 90]``. Zhang
-  et al.'s published list has 313 points; a bin that no 8-bit sRGB colour reaches would only be a
-  class that never occurs as a target. Each of the 261 bins contains sRGB colours, but for 32
-  bins on the gamut's edge the bin *centre* itself lies (slightly) outside sRGB at every L.
+  bin of ``(a, b)`` is ``(round(a / GRID), round(b / GRID))``. Two gamuts (:func:`ab_gamut`):
+
+  - ``"centre"`` (the default, Zhang et al.'s "ab values that are in gamut"): the bins hit by at
+    least one of the ``256**3`` 8-bit sRGB colours *and* whose centre is itself an sRGB colour
+    at some lightness. At grid 10: **229** bins. Every class is a displayable colour.
+  - ``"hit"``: every bin hit by an 8-bit sRGB colour. At grid 10: **261** bins, ``a`` in
+    ``[-90, 100]``, ``b`` in ``[-110, 90]``; for 32 of them, on the gamut's edge, only part of
+    the bin is inside sRGB and the centre is not.
+
+  A pixel whose own bin is not in the gamut (only on the ``"centre"`` gamut's edge, or from
+  off-grid float input) takes the class of the nearest bin centre, so :meth:`Gamut.quantize`
+  always equals a nearest-neighbour search over the centres. Classes are numbered in row-major
+  order of ``(a bin, b bin)``. Zhang et al.'s published list has 313 points; neither the hit
+  bins (261) nor the grid points inside the convex hull of sRGB's ab projection (233) reach it.
 """
 
 from __future__ import annotations
@@ -101,18 +107,18 @@ def rgb_to_gray(rgb: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Gamut:
-    """The in-gamut ab bins.
+    """Quantized ab classes.
 
     ``centers``: ``(Q, 2)`` float64 ab bin centres (class order). ``lut``: int64 table over the
-    grid cells ``[lo, hi]^2`` (in units of :data:`GRID`) giving each cell's class; a cell outside
-    the gamut maps to the nearest gamut centre, so float round-off at a bin edge can never
-    produce an invalid class. ``lo``/``hi``: the cell index range covered by ``lut``.
+    grid cells ``[lo, hi]^2`` (in units of :data:`GRID`) giving each cell's class, ``-1`` for a
+    cell outside the gamut. ``kind``: ``"centre"`` or ``"hit"`` (see the module docstring).
     """
 
     centers: torch.Tensor
     lut: torch.Tensor
     lo: int
     hi: int
+    kind: str = "centre"
 
     @property
     def num_bins(self) -> int:
@@ -120,21 +126,31 @@ class Gamut:
 
     def quantize(self, ab: torch.Tensor) -> torch.Tensor:
         """ab ``(B, 2, H, W)`` -> class indices ``(B, H, W)`` (int64)."""
-        return quantize_ab(ab, self.lut.to(ab.device), self.lo, self.hi)
+        return quantize_ab(ab, self.lut.to(ab.device), self.lo, self.hi, self.centers)
 
 
-def quantize_ab(ab: torch.Tensor, lut: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-    """ab ``(B, 2, H, W)`` -> ``lut[cell]`` where ``cell`` is the nearest grid point in ``[lo, hi]^2``."""
-    cell = torch.round(ab / GRID).long().clamp_(lo, hi) - lo
-    return lut[cell[:, 0] * (hi - lo + 1) + cell[:, 1]]
+def quantize_ab(ab: torch.Tensor, lut: torch.Tensor, lo: int, hi: int, centers: torch.Tensor) -> torch.Tensor:
+    """ab ``(B, 2, H, W)`` -> the class of the nearest bin centre.
+
+    A table lookup of each pixel's grid cell; the rare pixels whose cell is not a class (outside
+    ``[lo, hi]^2`` or marked ``-1``) fall back to an exact nearest-centre search."""
+    raw = torch.round(ab / GRID).long()
+    cell = raw.clamp(lo, hi) - lo
+    idx = lut[cell[:, 0] * (hi - lo + 1) + cell[:, 1]]
+    miss = (idx < 0) | (raw != cell + lo).any(dim=1)
+    if bool(miss.any()):
+        pts = ab.permute(0, 2, 3, 1)[miss].to(centers.dtype)
+        idx[miss] = torch.cdist(pts, centers.to(pts.device)).argmin(dim=1)
+    return idx
+
+
+GAMUTS = ("centre", "hit")
 
 
 @lru_cache(maxsize=None)
-def ab_gamut() -> Gamut:
-    """Bins of side :data:`GRID` hit by the Lab values of all ``256**3`` 8-bit sRGB colours.
-
-    Exact (float64, every colour); computed once per process in a few seconds, 32 red levels
-    at a time to bound memory."""
+def _hit_cells() -> torch.Tensor:
+    """``(Q, 2)`` grid cells (units of :data:`GRID`) hit by the Lab values of all ``256**3``
+    8-bit sRGB colours, row-major. Exact (float64, every colour), 32 red levels at a time."""
     lin = _linear_table(torch.float64)
     m = _RGB_TO_XYZ / torch.tensor(WHITE_D65, dtype=torch.float64)[:, None]  # rows give X/Xn, Y/Yn, Z/Zn
     g, b = torch.meshgrid(lin, lin, indexing="ij")
@@ -148,9 +164,28 @@ def ab_gamut() -> Gamut:
         b_cell = torch.round(200.0 * (fy - fz) / GRID).long() + span // 2
         hit[(a_cell * span + b_cell).reshape(-1)] = True
     idx = hit.nonzero()[:, 0]
-    cells = torch.stack([idx // span, idx % span], dim=1) - span // 2  # (Q, 2), row-major order
+    return torch.stack([idx // span, idx % span], dim=1) - span // 2
+
+
+def centre_in_srgb(centers: torch.Tensor, steps: int = 10001) -> torch.Tensor:
+    """``(Q,)`` bool: is ab ``centers[q]`` an sRGB colour (all channels in ``[0, 1]``) at some
+    lightness ``L`` of ``steps`` evenly spaced values in ``[0, 100]``?"""
+    L = torch.linspace(0, 100, steps, dtype=torch.float64).expand(len(centers), steps)
+    ab = centers.to(torch.float64)[:, :, None].expand(-1, -1, steps)
+    rgb = lab_to_srgb(torch.stack([L, ab[:, 0], ab[:, 1]], dim=1)[..., None])  # (Q, 3, steps, 1)
+    return ((rgb >= 0) & (rgb <= 1)).all(dim=1).flatten(1).any(dim=1)
+
+
+@lru_cache(maxsize=None)
+def ab_gamut(kind: str = "centre") -> Gamut:
+    """The ab classes at grid :data:`GRID` (``kind`` in :data:`GAMUTS`); computed once per
+    process in a few seconds."""
+    if kind not in GAMUTS:
+        raise ValueError(f"gamut kind {kind!r}: allowed {', '.join(GAMUTS)}")
+    cells = _hit_cells().clone()
+    if kind == "centre":
+        cells = cells[centre_in_srgb(cells.double() * GRID)]
     lo, hi = int(cells.min()) - 1, int(cells.max()) + 1
-    axis = torch.arange(lo, hi + 1)
-    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1).reshape(-1, 2).double()
-    lut = torch.cdist(grid, cells.double()).argmin(dim=1)  # exact for hit cells (distance 0)
-    return Gamut(centers=cells.double() * GRID, lut=lut, lo=lo, hi=hi)
+    lut = torch.full(((hi - lo + 1) ** 2,), -1, dtype=torch.long)
+    lut[(cells[:, 0] - lo) * (hi - lo + 1) + (cells[:, 1] - lo)] = torch.arange(len(cells))
+    return Gamut(centers=cells.double() * GRID, lut=lut, lo=lo, hi=hi, kind=kind)

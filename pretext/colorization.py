@@ -4,9 +4,10 @@ each pixel's quantized ab colour.
 * Input: the CIE L channel only. The backbone is built with **one** input channel
   (:meth:`Colorization.input_channels` returns 1); L is normalized as UnNAS does,
   ``(L / 100 - mean(dataset mean)) / mean(dataset std)``.
-* Target: the pixel's ab value quantized to the in-gamut bins of grid size 10
-  (:func:`pretext.color.ab_gamut`: the bins hit by the 256**3 8-bit sRGB colours), one class per
-  bin, hard labels, no class rebalancing.
+* Target: the pixel's ab value quantized to the nearest in-gamut bin of grid size 10, one class
+  per bin, hard labels, no class rebalancing. ``gamut="centre"`` (default): the 229 bins hit by
+  8-bit sRGB colours whose centre is itself an sRGB colour; ``gamut="hit"``: all 261 bins hit
+  (:func:`pretext.color.ab_gamut`).
 * Head: a 1x1 convolution on the backbone's feature map (``forward_features``), bilinear
   upsampling of the logits to the input size, per-pixel cross-entropy. The reported accuracy is
   the per-pixel bin accuracy over ``n = B * H * W`` pixels.
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pretext.color import ab_gamut, quantize_ab, uint8_to_lab
+from pretext.color import GAMUTS, ab_gamut, quantize_ab, uint8_to_lab
 from unnas.data.augment import random_flip
 from unnas.errors import UserError
 from unnas.objectives.base import DataInfo, Objective
@@ -35,6 +36,7 @@ from unnas.registry import OBJECTIVES
 @dataclass(frozen=True)
 class ColorizationOptions:
     flip: bool = True  # random horizontal flip in training
+    gamut: str = "centre"  # ab classes: "centre" (229 bins, centres in sRGB) or "hit" (261 bins)
 
 
 @OBJECTIVES.register("colorization", config=ColorizationOptions)
@@ -44,11 +46,13 @@ class Colorization(Objective):
     needs_spatial = True
 
     def __init__(self, backbone, info, options: ColorizationOptions | None = None):
-        self.check_data(info)
-        super().__init__(backbone, info, options or ColorizationOptions())
-        gamut = ab_gamut()
+        options = options or ColorizationOptions()
+        self.check_data(info, options)
+        super().__init__(backbone, info, options)
+        gamut = ab_gamut(options.gamut)
         self.num_bins = gamut.num_bins
         self.register_buffer("lut", gamut.lut.clone(), persistent=False)
+        self.register_buffer("centers", gamut.centers.float(), persistent=False)
         self._lo, self._hi = gamut.lo, gamut.hi
         self.l_mean = float(sum(info.mean) / len(info.mean))
         self.l_std = float(sum(info.std) / len(info.std))
@@ -65,6 +69,8 @@ class Colorization(Objective):
                             "an RGB dataset (cifar10, cifar100, fake, an RGB imagefolder) or another pretext",
                             message=f"colorization predicts colour from lightness, so it needs RGB images; "
                                     f"this dataset has {info.channels} channel(s)")
+        if options is not None and options.gamut not in GAMUTS:
+            raise UserError("colorization.gamut", options.gamut, GAMUTS)
 
     def prepare(self, images: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,7 +78,7 @@ class Colorization(Objective):
         if self.training and self.options.flip:
             images = random_flip(images, generator)
         lab = uint8_to_lab(images)
-        return (lab[:, :1] / 100.0 - self.l_mean) / self.l_std, quantize_ab(lab[:, 1:], self.lut, self._lo, self._hi)
+        return (lab[:, :1] / 100.0 - self.l_mean) / self.l_std, quantize_ab(lab[:, 1:], self.lut, self._lo, self._hi, self.centers)
 
     def eval_input(self, images):
         """Normalized L of the unaugmented images ``(B, 1, H, W)``."""

@@ -8,7 +8,8 @@ import pytest
 from unnas import sample
 from unnas.errors import UserError
 from unnas.generators.complexity import complexity, count_params
-from unnas.population import parse_generator, sample_population
+from unnas.cli import parse_count
+from unnas.population import parse_generator, parse_params, sample_population
 from unnas.spec import ArchSpec, build
 
 
@@ -121,7 +122,8 @@ def test_cli_table_and_csv(tmp_path, capsys):
 @pytest.mark.parametrize("argv,pattern", [
     (["--generator", "nope", "-n", "2"], "unknown generator"),
     (["--generator", "macro", "-n", "x"], "invalid int"),
-    (["--generator", "macro", "--params", "width"], "key=value"),
+    (["--generator", "macro", "--params", "width"], "K=V"),
+    (["--generator", "macro", "--max-params", "many"], "--max-params"),
     (["--generator", "macro", "-n", "2", "--min-params", "1e9", "--max-draws", "5"], "params range"),
     (["--generator", "nb201", "--params", "arch=bad"], "arch"),
 ])
@@ -134,6 +136,10 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv, pattern, capsys):
 
 
 def test_cli_value_parsing():
-    assert sample.parse_assignments(["a=3", "b=0.5", "c=[1,2]", "d=resnet18", "e=1e-3"], "x") == \
-        {"a": 3, "b": 0.5, "c": [1, 2], "d": "resnet18", "e": 0.001}
+    assert parse_params(["a=3", "b=0.5", "c=[1,2]", "d=resnet18", "e=1e-3", "f=[a, b]", "g=x: [", "h=true"]) == \
+        {"a": 3, "b": 0.5, "c": [1, 2], "d": "resnet18", "e": 0.001, "f": ["a", "b"], "g": "x: [", "h": True}
+    assert [parse_count(t) for t in ("300M", "1.5G", "20k", "7", "2e3")] == [3e8, 1.5e9, 2e4, 7.0, 2e3]
+    for bad in ("-1", "x", "inf", "nan", "3X", ""):
+        with pytest.raises(ValueError):
+            parse_count(bad)
     assert sample.parse_vary(["w=4,8", "d=[1,2]"]) == {"w": [4, 8], "d": [1, 2]}

@@ -38,6 +38,12 @@ class DataConfig:
 class ModelConfig:
     generator: str = "randwire-ws"
     params: dict[str, Any] = field(default_factory=dict)  # fixed generator parameters
+    # complexity control (NDS): keep candidates whose backbone params / FLOPs of one input image
+    # fall inside [min, max]; 0 = no bound
+    min_params: float = 0.0
+    max_params: float = 0.0
+    min_flops: float = 0.0
+    max_flops: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from unnas.engine import (
     save_atomic,
     steps_per_epoch,
 )
+from unnas.cli import ArgumentParser
 from unnas.errors import DivergedError, UserError
 
 
@@ -237,8 +238,8 @@ def train_distributed(objective: nn.Module, split: Split, cfg, *, seed: int = 0,
 
 # ------------------------------------------------------------------ command line (under torchrun)
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="torchrun --nproc-per-node N -m unnas.distributed",
-                                description="Train and evaluate one candidate with data-parallel processes.")
+    p = ArgumentParser(prog="torchrun --nproc-per-node N -m unnas.distributed",
+                       description="Train and evaluate one candidate with data-parallel processes.")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.add_argument("--generator", required=True)
     p.add_argument("--params", nargs="*", default=[], metavar="K=V", help="generator parameters (YAML values)")

@@ -35,3 +35,4 @@ class DivergedError(RuntimeError):
         self.step = step
         self.loss = loss
         super().__init__(f"loss became {loss} at step {step}")
+

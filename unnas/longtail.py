@@ -10,14 +10,15 @@ import sys
 
 import yaml
 
+from unnas.cli import ArgumentParser
 from unnas.errors import UserError
 
 STAGE2_PREFIX = "stage2."
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m unnas.longtail", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(prog="python -m unnas.longtail", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted config overrides, e.g. train.epochs=30 data.val_fraction=0.1 stage2.crt_lr=0.05")
     p.add_argument("--data", default="digits-lt", help="dataset; NAME-lt is the long-tailed variant")

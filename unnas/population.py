@@ -43,16 +43,28 @@ def parse_generator(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def parse_params(items: list[str], field: str = "--params") -> dict[str, Any]:
-    """``["nodes=16", "depths=[1,2]"]`` -> ``{"nodes": 16, "depths": [1, 2]}`` (values read as YAML)."""
+    """``["nodes=16", "depths=[1,2]", "p=1e-3"]`` -> ``{"nodes": 16, "depths": [1, 2], "p": 0.001}``
+    (values read as JSON, else as YAML, else kept as text)."""
+    for item in items:
+        if "=" not in item or item.startswith("="):
+            raise UserError(field, item, "K=V pairs, e.g. width=16")
+    return {k: parse_value(v) for k, v in (item.split("=", 1) for item in items)}
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: JSON (``1e-3`` is a number), else safe YAML (``[a, b]``), else the text."""
+    import json
+
     import yaml
 
-    params: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise UserError(field, item, "K=V pairs, e.g. width=16")
-        k, v = item.split("=", 1)
-        params[k] = yaml.safe_load(v)
-    return params
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def _check_range(field: str, rng: Range | None) -> Range | None:
@@ -137,12 +149,11 @@ def sample_population(generator: str, n: int, master_seed: int, base_params: dic
 
 
 def _measure(spec: ArchSpec, in_channels: int, image_size: int, need_flops: bool) -> dict[str, int]:
-    from unnas.generators.complexity import complexity, count_params
-    from unnas.spec import build
+    from unnas.generators.complexity import build_meta, complexity, count_params
 
     if need_flops:
         return complexity(spec, in_channels, image_size)
-    return {"params": count_params(build(spec, in_channels))}
+    return {"params": count_params(build_meta(spec, in_channels)[0])}
 
 
 def _shortfall(name, found, n, draws, distinct, params_range, flops_range, observed) -> str:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from unnas.cli import ArgumentParser, count
 from unnas.errors import UserError
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m unnas.rank", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python -m unnas.rank", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted config overrides, e.g. train.epochs=3 moco.queue_size=1024")
     p.add_argument("--pretext", help="label-free objective(s), comma-separated (default: run.pretext)")
@@ -19,6 +20,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--params", nargs="*", default=[], metavar="K=V",
                    help="fixed generator parameters (YAML values), e.g. nodes=16 k=4")
     p.add_argument("--num-archs", type=int, help="candidates sampled from the generator")
+    for bound in ("min", "max"):
+        for what in ("params", "flops"):
+            p.add_argument(f"--{bound}-{what}", type=count, metavar="N",
+                           help=f"keep candidates with {'at least' if bound == 'min' else 'at most'} N backbone "
+                                f"{'parameters' if what == 'params' else 'FLOPs per image'} (e.g. 2M, 300M, 1.5G)")
     p.add_argument("--seeds", type=int, help="training seeds per candidate")
     p.add_argument("--master-seed", type=int, help="seed of the population sample")
     p.add_argument("--data", help="dataset name (digits, fake, mnist, fashion-mnist, cifar10, cifar100, "
@@ -64,7 +70,9 @@ def options_to_config(a: argparse.Namespace) -> dict:
              ("run", "master_seed", a.master_seed), ("run", "name", a.name), ("run", "runs_dir", a.runs_dir),
              ("run", "device", a.device), ("run", "wandb", a.wandb), ("run", "executor", a.executor),
              ("run", "workers", a.workers), ("run", "threads_per_worker", a.threads_per_worker),
-             ("model", "generator", a.generator), ("data", "name", a.data),
+             ("model", "generator", a.generator), ("model", "min_params", a.min_params),
+             ("model", "max_params", a.max_params), ("model", "min_flops", a.min_flops),
+             ("model", "max_flops", a.max_flops), ("data", "name", a.data),
              ("data", "root", a.data_root), ("train", "epochs", a.epochs), ("train", "steps", a.steps),
              ("train", "batch_size", a.batch_size), ("train", "lr", a.lr), ("eval", "score", a.score)]
     for sec, key, val in pairs:

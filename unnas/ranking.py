@@ -141,6 +141,19 @@ def prepare_run_dir(cfg: Config) -> Path:
     return run_dir
 
 
+def complexity_ranges(model) -> dict:
+    """``model.min/max_params/flops`` (0 = no bound) -> ``sample_population``'s range arguments."""
+    out = {}
+    for what in ("params", "flops"):
+        lo, hi = getattr(model, f"min_{what}"), getattr(model, f"max_{what}")
+        for bound, v in (("min", lo), ("max", hi)):
+            if not v >= 0:
+                raise UserError(f"model.{bound}_{what}", v, "a non-negative number (0 = no bound)")
+        if lo or hi:
+            out[f"{what}_range"] = (lo or None, hi or None)
+    return out
+
+
 def run_ranking(cfg: Config, quiet: bool = False, *, retry_failed: bool = False, join: bool = False,
                 ray_address: str = "", plugins: tuple[str, ...] = ()) -> int:
     """Run (or resume) a ranking run; returns the exit status (0, or 130 when interrupted).
@@ -165,7 +178,8 @@ def run_ranking(cfg: Config, quiet: bool = False, *, retry_failed: bool = False,
         cls.check_run(cfg.objectives.get(obj), cfg.train, info)
     in_ch = objective_class(objectives[0]).input_channels(data.channels)
     specs = sample_population(cfg.model.generator, cfg.run.num_archs, cfg.run.master_seed,
-                              dict(cfg.model.params), in_channels=in_ch, image_size=data.image_size[0])
+                              dict(cfg.model.params), in_channels=in_ch, image_size=data.image_size[0],
+                              **complexity_ranges(cfg.model))
     run_dir = prepare_run_dir(cfg)
     lock = RunLock(run_dir, shared=join, log=lambda m: console.print(f"[yellow]{m}[/]"))
     lock.acquire()  # LockedError (exit 2) names the runner that holds the folder

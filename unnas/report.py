@@ -39,6 +39,7 @@ from unnas.analysis import (  # noqa: E402
     fmt_corr,
     load_run,
 )
+from unnas.cli import ArgumentParser  # noqa: E402
 from unnas.errors import UserError  # noqa: E402
 from unnas.runner import SUPERVISED  # noqa: E402
 
@@ -573,8 +574,8 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, wandb_mode: 
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m unnas.report",
-                                description="Write report.html (self-contained) and PNG plots for ranking runs.")
+    p = ArgumentParser(prog="python -m unnas.report",
+                       description="Write report.html (self-contained) and PNG plots for ranking runs.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folder(s); several = one combined report")
     p.add_argument("--out", help="output folder (default: the run folder; for several runs "
                                  "<parent>/report-<names>)")

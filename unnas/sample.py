@@ -21,53 +21,31 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from unnas.cli import ArgumentParser, count
 from unnas.errors import UserError
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
-        print(f"unnas.sample: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def parse_assignments(items: Sequence[str], field: str) -> dict[str, Any]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(field, item, "key=value")
-        out[key] = parse_value(value)
-    return out
-
-
 def parse_vary(items: Sequence[str]) -> dict[str, list]:
+    """``["width=8,16", "depths=[[1],[2]]"]`` -> ``{"width": [8, 16], "depths": [[1], [2]]}``."""
+    from unnas.population import parse_params, parse_value
+
     out = {}
-    for key, value in parse_assignments(items, "--vary").items():
-        if isinstance(value, list):
-            out[key] = value
-        else:
-            out[key] = [parse_value(v) for v in str(value).split(",")]
+    for key, value in parse_params(list(items), "--vary").items():
+        out[key] = value if isinstance(value, list) else [parse_value(v) for v in str(value).split(",")]
     return out
 
 
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = _Parser(prog="python -m unnas.sample", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m unnas.sample", description=__doc__.split("\n\n")[0])
     p.add_argument("--generator", required=True, help="generator name, or timm:MODEL")
     p.add_argument("-n", "--num-archs", type=int, default=8)
     p.add_argument("--seed", type=int, default=0, help="master seed of the population")
     p.add_argument("--params", nargs="*", default=[], metavar="K=V", help="fixed generator parameters")
     p.add_argument("--vary", nargs="*", default=[], metavar="K=V1,V2", help="parameters drawn from a list")
-    p.add_argument("--min-params", type=float)
-    p.add_argument("--max-params", type=float)
-    p.add_argument("--min-flops", type=float)
-    p.add_argument("--max-flops", type=float)
+    p.add_argument("--min-params", type=count, metavar="N")
+    p.add_argument("--max-params", type=count, metavar="N")
+    p.add_argument("--min-flops", type=count, metavar="N")
+    p.add_argument("--max-flops", type=count, metavar="N")
     p.add_argument("--in-channels", type=int, default=3)
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--max-draws", type=int, default=0, help="give up after this many draws (0 = automatic)")
@@ -106,13 +84,13 @@ def _range(lo: float | None, hi: float | None):
 
 
 def run(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    from unnas.population import sample_population
+    from unnas.population import parse_params, sample_population
 
     a = _args(argv)
     for key in ("in_channels", "image_size"):
         if getattr(a, key) < 1:
             raise UserError(f"--{key.replace('_', '-')}", getattr(a, key), "a positive integer")
-    specs = sample_population(a.generator, a.num_archs, a.seed, parse_assignments(a.params, "--params"),
+    specs = sample_population(a.generator, a.num_archs, a.seed, parse_params(a.params),
                               in_channels=a.in_channels, image_size=a.image_size,
                               params_range=_range(a.min_params, a.max_params),
                               flops_range=_range(a.min_flops, a.max_flops),

@@ -44,21 +44,34 @@ def test_basic_network_is_the_resnet_baseline():
 
 def test_nds_spaces_sample_per_stage_from_their_sets():
     rng = np.random.default_rng(0)
-    for name, d, w in (("nds-resnet", log_spaced(1, 24, 9), log_spaced(16, 256, 12)),
-                       ("nds-resnext-a", [1, 2, 4, 8, 16], [16, 32, 64, 128, 256]),
-                       ("nds-resnext-b", [1, 2, 4, 8, 16], [64, 128, 256, 512, 1024])):
+    for name, d, w, g in (("nds-resnet", log_spaced(1, 24, 9), log_spaced(16, 256, 12), {1}),
+                          ("nds-resnext-a", [1, 2, 4, 8, 16], [16, 32, 64, 128, 256], {1, 2, 4}),
+                          ("nds-resnext-b", [1, 2, 4, 8, 16], [64, 128, 256, 512, 1024], {1, 2, 4, 8, 16})):
         gen = get_generator(name)
         draws = [gen.sample_params(rng, {}) for _ in range(300)]
         assert {x for p in draws for x in p["depths"]} == set(d)
         assert {x for p in draws for x in p["widths"]} == set(w)
         assert all(len(p["depths"]) == 3 for p in draws)
         assert any(len(set(p["widths"])) > 1 for p in draws)  # stages are independent
+        assert {x for p in draws for x in p["groups"]} == g
         if name == "nds-resnet":
-            assert all(p["block"] == "basic" and p["groups"] == [1, 1, 1] for p in draws)
+            assert all(p["block"] == "basic" and p["bottleneck"] == [1, 1, 1] for p in draws)
         else:
-            assert {g for p in draws for g in p["groups"]} == {1, 2, 4}
+            assert {x for p in draws for x in p["bottleneck"]} == {1, 2, 4}
     fixed = get_generator("anynet").sample_params(rng, {"depths": [2, 2, 2]})
     assert fixed["depths"] == [2, 2, 2]
+
+
+def test_nds_space_sizes():
+    """Configurations per space: (product over the per-stage value sets) ** 3 stages."""
+    def size(name):
+        space = get_generator(name).stage_space
+        return int(np.prod([len(space[k][1]) for k in space])) ** 3
+
+    assert log_spaced(1, 24, 9) == [1, 2, 3, 5, 7, 11, 16, 24]  # 1.0 and 1.49 both round to 1
+    assert size("nds-resnet") == (8 * 12) ** 3
+    assert size("nds-resnext-a") == 225 ** 3 == 11_390_625
+    assert size("nds-resnext-b") == 375 ** 3 == 52_734_375
 
 
 def test_samplers():

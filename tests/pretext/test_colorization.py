@@ -60,11 +60,11 @@ def _sRGB_point_in_bins(centers: torch.Tensor, half: float, n_ab: int = 11, n_l:
     return ((rgb >= 0) & (rgb <= 1)).all(dim=1).flatten(1).any(dim=1)
 
 
-def test_gamut_bins_are_exactly_the_srgb_ones():
-    g = ab_gamut()
+def test_hit_gamut_is_exactly_the_srgb_bins():
+    g = ab_gamut("hit")
     q = g.num_bins
     print(f"\nab gamut at grid {GRID:g}: {q} bins hit by the 256^3 8-bit sRGB colours")
-    assert 200 < q < 320
+    assert q == 261
     # extremes of a and b are those of magenta / green and yellow / blue (values above)
     assert g.centers[:, 0].min() == -90 and g.centers[:, 0].max() == 100
     assert g.centers[:, 1].min() == -110 and g.centers[:, 1].max() == 90
@@ -77,23 +77,53 @@ def test_gamut_bins_are_exactly_the_srgb_ones():
     inside = {tuple(c) for c in g.centers.tolist()}
     others = torch.stack([c for c in grid if tuple(c.tolist()) not in inside])
     assert not _sRGB_point_in_bins(others, half=GRID / 2 - 0.1, n_l=51).any()
-    # the centre itself is inside sRGB for most bins; edge bins are entered only partly
-    centre_in = _sRGB_point_in_bins(g.centers, half=0.0, n_ab=1, n_l=2001)
-    print(f"bin centres inside sRGB (for some L): {int(centre_in.sum())} of {q}")
-    assert centre_in.float().mean() > 0.8
-    assert centre_in[(g.centers.abs() <= 30).all(dim=1)].all()
+
+
+def test_default_gamut_centres_map_back_inside_srgb():
+    g, hit = ab_gamut(), ab_gamut("hit")
+    print(f"\nab gamut (default, centres in sRGB) at grid {GRID:g}: {g.num_bins} bins")
+    assert g.kind == "centre" and g.num_bins == 229
+    inside = {tuple(c) for c in g.centers.tolist()}
+    assert inside <= {tuple(c) for c in hit.centers.tolist()}
+    # every centre is an sRGB colour: at the L where lab_to_srgb lands inside the cube, the forward
+    # transform of that colour gives the centre back
+    L = torch.linspace(0, 100, 10001, dtype=torch.float64)
+    for a, b in g.centers.tolist():
+        rgb = lab_to_srgb(torch.stack([L, torch.full_like(L, a), torch.full_like(L, b)]).view(1, 3, 1, -1))
+        ok = ((rgb >= 0) & (rgb <= 1)).all(dim=1).flatten()
+        assert ok.any(), (a, b)
+        colour = rgb[..., ok.nonzero()[len(ok.nonzero()) // 2]]  # a colour well inside the L window
+        back = srgb_to_lab(colour).flatten()
+        assert torch.allclose(back[1:], torch.tensor([a, b], dtype=torch.float64), atol=1e-6)
+    # the hit bins left out have no sRGB colour at their centre for any L, and sit on the edge
+    dropped = torch.tensor([c for c in hit.centers.tolist() if tuple(c) not in inside], dtype=torch.float64)
+    assert len(dropped) == 32
+    assert not _sRGB_point_in_bins(dropped, half=0.0, n_ab=1, n_l=20001).any()
+    assert (dropped.abs() > 30).any(dim=1).all()
 
 
 def test_quantize_known_colors():
-    g = ab_gamut()
     x = torch.tensor([[255, 0, 0], [128, 128, 128], [0, 0, 255], [0, 255, 0]], dtype=torch.uint8)
-    cls = g.quantize(uint8_to_lab(x.T.reshape(1, 3, 1, 4))[:, 1:]).reshape(-1)
-    assert g.centers[cls].tolist() == [[80.0, 70.0], [0.0, 0.0], [80.0, -110.0], [-90.0, 80.0]]
+    ab = uint8_to_lab(x.T.reshape(1, 3, 1, 4), torch.float64)[:, 1:]
+    hit = ab_gamut("hit")
+    assert hit.centers[hit.quantize(ab).reshape(-1)].tolist() == [[80.0, 70.0], [0.0, 0.0], [80.0, -110.0],
+                                                                   [-90.0, 80.0]]
+    # red's, blue's and green's own bins are edge bins: the default gamut gives the nearest centre
+    g = ab_gamut()
+    assert g.centers[g.quantize(ab).reshape(-1)].tolist() == [[80.0, 60.0], [0.0, 0.0], [80.0, -100.0],
+                                                              [-80.0, 80.0]]
     # any colour: its bin centre is within half a bin of its ab value
     y = torch.randint(0, 256, (8, 3, 16, 16), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
     ab = uint8_to_lab(y, torch.float64)[:, 1:]
-    c = g.centers[g.quantize(ab)].permute(0, 3, 1, 2)
+    c = hit.centers[hit.quantize(ab)].permute(0, 3, 1, 2)
     assert (c - ab).abs().max() <= GRID / 2 + 1e-6
+
+
+def test_unknown_gamut_is_refused():
+    with pytest.raises(UserError, match="colorization.gamut"):
+        Colorization.check_data(_info(3), ColorizationOptions(gamut="zhang"))
+    with pytest.raises(ValueError):
+        ab_gamut("zhang")
 
 
 def _info(channels=3, size=16):
@@ -156,13 +186,21 @@ def test_accuracy_is_per_pixel():
     assert out["loss"].shape == ()
 
 
-def test_bins_agree_with_nearest_centre_search():
+@pytest.mark.parametrize("kind", ["centre", "hit"])
+def test_bins_agree_with_nearest_centre_search(kind):
     """Our cell lookup equals a nearest-neighbour search over the bin centres (how UnNAS encodes)."""
     from sklearn.neighbors import NearestNeighbors
 
-    g = ab_gamut()
-    x = torch.randint(0, 256, (16, 3, 16, 16), generator=torch.Generator().manual_seed(5), dtype=torch.uint8)
+    g = ab_gamut(kind)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randint(0, 256, (16, 3, 16, 16), generator=gen, dtype=torch.uint8)
+    x[8:, 0] = 255 * torch.randint(0, 2, (8, 16, 16), generator=gen, dtype=torch.uint8)  # saturated colours,
+    x[12:, 1] = 255 - x[12:, 0]  # many on the gamut's edge
     ab = uint8_to_lab(x, torch.float64)[:, 1:]
+    ab[0, :, 0, :4] = torch.tensor([[150.0, -140.0, 3.0, 97.0], [-150.0, 0.0, 123.0, -115.0]])  # off the grid
+    own = (torch.round(ab / GRID) * GRID).permute(0, 2, 3, 1).reshape(-1, 1, 2)
+    own_is_class = (own == g.centers.view(1, -1, 2)).all(dim=-1).any(dim=1)
+    assert (~own_is_class).sum() >= (4 if kind == "hit" else 20)  # the fallback search is exercised
     nn_idx = NearestNeighbors(n_neighbors=1).fit(g.centers.numpy()).kneighbors(
         ab.permute(0, 2, 3, 1).reshape(-1, 2).numpy(), return_distance=False)
     assert torch.equal(g.quantize(ab).reshape(-1), torch.from_numpy(nn_idx[:, 0]))

@@ -19,7 +19,14 @@ stage independently, with :func:`unnas.generators.layers.draw`):
 * ``anynet``: a small unconstrained AnyNet space (depth uniform 1..3, width power of two
   8..64, ratio in {1, 2, 4}, groups power of two 1..4, bottleneck blocks);
 * ``nds-resnet``, ``nds-resnext-a``, ``nds-resnext-b``: the NDS spaces (Radosavovic et al.
-  2019, Table 1: "a, b, n" = n values spaced about evenly in log space from a to b), 3 stages.
+  2019, Table 1: "a, b, n" = n values spaced about evenly in log space from a to b, rounded to
+  integers; :func:`unnas.generators.layers.log_spaced`), 3 stages, every stage drawn
+  independently. Per stage: ResNet d "1, 24, 9" (rounding merges two values: 8 distinct), w
+  "16, 256, 12"; ResNeXt-A d "1, 16, 5", w "16, 256, 5", b and g "1, 4, 3"; ResNeXt-B as A with w
+  "64, 1024, 5" and g "1, 16, 5". ResNeXt-A/B have 225**3 = 11,390,625 and 375**3 = 52,734,375
+  configurations. The published spaces hold large networks (ResNeXt-B: up to ~14 GFLOPs for a
+  16x16 digit): rank them with complexity bounds (``--max-params`` / ``--max-flops``), as NDS
+  compares spaces at controlled complexity.
 """
 
 from __future__ import annotations
@@ -165,14 +172,14 @@ class NDSResNeXtA(_AnyNetBase):
     name = "nds-resnext-a"
     fixed = {"block": "bottleneck"}
     stage_space = {"depths": ("choice", log_spaced(1, 16, 5)), "widths": ("choice", log_spaced(16, 256, 5)),
-                   "bottleneck": ("choice", [1, 2, 4]), "groups": ("choice", [1, 2, 4])}
+                   "bottleneck": ("choice", log_spaced(1, 4, 3)), "groups": ("choice", log_spaced(1, 4, 3))}
 
 
 @GENERATORS.register("nds-resnext-b")
 class NDSResNeXtB(_AnyNetBase):
-    """NDS ResNeXt-B space: as ResNeXt-A with wider stages, w_i "64, 1024, 5"."""
+    """NDS ResNeXt-B space: as ResNeXt-A with wider stages, w_i "64, 1024, 5", and more groups, g_i "1, 16, 5"."""
 
     name = "nds-resnext-b"
     fixed = {"block": "bottleneck"}
     stage_space = {"depths": ("choice", log_spaced(1, 16, 5)), "widths": ("choice", log_spaced(64, 1024, 5)),
-                   "bottleneck": ("choice", [1, 2, 4]), "groups": ("choice", [1, 2, 4])}
+                   "bottleneck": ("choice", log_spaced(1, 4, 3)), "groups": ("choice", log_spaced(1, 16, 5))}

@@ -1,0 +1,60 @@
+"""``python -m unnas.rank --generator <each>`` with rotation on ``digits``, end to end (tiny budget):
+every registered generator samples a population, trains, scores, ranks and writes its outputs.
+Populations are complexity-controlled (``--max-params``), as NDS does, so that the published
+ResNet/ResNeXt spaces (candidates up to tens of millions of parameters) stay cheap here."""
+
+import csv
+
+import pytest
+
+from unnas.generators.complexity import count_params
+from unnas.rank import main
+from unnas.registry import GENERATORS
+from unnas.spec import ArchSpec, build
+
+FAST = ["--data", "digits", "--pretext", "rotation", "--num-archs", "3", "--steps", "1", "--batch-size", "8",
+        "--quiet", "data.subset_per_class=4", "train.precise_bn=0", "eval.knn_k=5"]
+# fixed parameters that make a candidate cheap where the generator's defaults are not
+CHEAP = {"timm": ["model=resnet10t"], "nb201": ["width=0.25"], "macro": ["width=0.125"],
+         "relational-mlp": ["width=64", "nodes=8"]}
+MAX_PARAMS = 300_000
+
+
+@pytest.mark.parametrize("name", GENERATORS.names())
+def test_rank_runs_with_every_generator(tmp_path, name):
+    params = CHEAP.get(name, [])
+    # a timm model is one fixed candidate (no population to bound)
+    n = 1 if name == "timm" else 3
+    bound = [] if name == "timm" else ["--max-params", "300k"]
+    args = ["--runs-dir", str(tmp_path), "--name", "r", "--generator", name, *bound, *FAST, "--num-archs", str(n)]
+    assert main([*args, *(["--params", *params] if params else [])]) == 0
+    table = list(csv.DictReader((tmp_path / "r" / "results.csv").open()))
+    assert sorted(r["objective"] for r in table) == ["rotation"] * n + ["supervised"] * n
+    assert {r["status"] for r in table} == {"done"} and {r["generator"] for r in table} == {name}
+    for r in table:  # the complexity bound held
+        assert 0 < int(r["params"]) <= (MAX_PARAMS if bound else 10 ** 8)
+        assert 0 <= float(r["score"]) <= 1
+    assert (tmp_path / "r" / "scatter_rotation.png").is_file() and (tmp_path / "r" / "report.html").is_file()
+
+
+def test_complexity_bounds_select_the_population(tmp_path):
+    """--min/--max-params keep exactly the candidates in range (counted again here)."""
+    args = ["--runs-dir", str(tmp_path), "--name", "r", "--generator", "nds-resnext-b", *FAST]
+    assert main([*args, "--min-params", "100k", "--max-params", "0.5M", "--no-supervised", "--num-archs", "2"]) == 0
+    table = list(csv.DictReader((tmp_path / "r" / "results.csv").open()))
+    assert len(table) == 2
+    for r in table:
+        n = count_params(build(ArchSpec.from_json(r["spec"]), 1))
+        assert n == int(r["params"]) and 100_000 <= n <= 500_000
+
+
+def test_empty_complexity_range_is_one_clear_error(tmp_path, capsys):
+    args = ["--runs-dir", str(tmp_path), "--generator", "resnet", *FAST]
+    assert main([*args, "--max-params", "10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--num-archs" in err and "params" in err
+    assert not list(tmp_path.rglob("store.sqlite"))
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--max-flops", "lots"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "--max-flops" in err and "lots" in err
