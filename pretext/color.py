@@ -111,7 +111,7 @@ class Gamut:
 
     ``centers``: ``(Q, 2)`` float64 ab bin centres (class order). ``lut``: int64 table over the
     grid cells ``[lo, hi]^2`` (in units of :data:`GRID`) giving each cell's class, ``-1`` for a
-    cell outside the gamut. ``kind``: ``"centre"`` or ``"hit"`` (see the module docstring).
+    cell outside the gamut; the border rows and columns ``lo`` and ``hi`` are always outside. ``kind``: ``"centre"`` or ``"hit"`` (see the module docstring).
     """
 
     centers: torch.Tensor
@@ -134,10 +134,9 @@ def quantize_ab(ab: torch.Tensor, lut: torch.Tensor, lo: int, hi: int, centers: 
 
     A table lookup of each pixel's grid cell; the rare pixels whose cell is not a class (outside
     ``[lo, hi]^2`` or marked ``-1``) fall back to an exact nearest-centre search."""
-    raw = torch.round(ab / GRID).long()
-    cell = raw.clamp(lo, hi) - lo
+    cell = torch.round(ab / GRID).long().clamp_(lo, hi).sub_(lo)
     idx = lut[cell[:, 0] * (hi - lo + 1) + cell[:, 1]]
-    miss = (idx < 0) | (raw != cell + lo).any(dim=1)
+    miss = idx < 0  # the border cells lo and hi are never classes, so clamped pixels land here too
     if bool(miss.any()):
         pts = ab.permute(0, 2, 3, 1)[miss].to(centers.dtype)
         idx[miss] = torch.cdist(pts, centers.to(pts.device)).argmin(dim=1)
