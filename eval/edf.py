@@ -68,13 +68,16 @@ def edf_at(errors: Any, grid: Any, weights: Any = None) -> np.ndarray:
     return np.where(np.isnan(g), np.nan, out)
 
 
-def complexity_weights(complexity: Any, n_bins: int = 20, log: bool = True) -> np.ndarray:
+def complexity_weights(complexity: Any, n_bins: int = 20, log: bool = True,
+                       value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Weights that give every non-empty complexity bin the same total mass.
 
     ``complexity`` (e.g. parameters or FLOPs) is split into ``n_bins`` equal
-    bins between its minimum and maximum, equal in log space when ``log`` is
-    true.  A model in bin ``b`` gets ``1 / (count_b * n_nonempty_bins)``, so the
-    weights sum to 1.  Models with a missing complexity get weight 0.
+    bins between its minimum and maximum (or ``value_range``: pass the range of
+    all populations being compared so that they share the bins, as NDS does),
+    equal in log space when ``log`` is true.  A model in bin ``b`` gets
+    ``1 / (count_b * n_nonempty_bins)``, so the weights sum to 1.  Models with a
+    missing complexity get weight 0.
     """
     c = np.asarray(complexity, dtype=float)
     if c.ndim != 1:
@@ -90,6 +93,13 @@ def complexity_weights(complexity: Any, n_bins: int = 20, log: bool = True) -> n
             raise ValueError("complexity: log-spaced bins need positive values")
         v = np.log(v)
     lo, hi = float(v.min()), float(v.max())
+    if value_range is not None:
+        r = np.asarray(value_range, dtype=float)
+        if r.shape != (2,) or not np.isfinite(r).all() or r[0] > c[ok].min() or r[1] < c[ok].max() \
+                or (log and r[0] <= 0):
+            raise ValueError(f"value_range {tuple(value_range)} must be finite and contain every value "
+                             f"({c[ok].min():g} .. {c[ok].max():g}){' and be positive' if log else ''}")
+        lo, hi = (float(np.log(r[0])), float(np.log(r[1]))) if log else (float(r[0]), float(r[1]))
     if hi > lo:
         edges = np.linspace(lo, hi, n_bins + 1)
         # interior edges only: bin 0 is [lo, e1), the last bin is [e_{n-1}, hi]

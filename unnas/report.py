@@ -105,7 +105,8 @@ def edf_plot(pops: dict[str, dict[str, np.ndarray]], path: Path, title: str, xla
              normalize_by: str | None = "params") -> Path:
     """EDFs of the populations' errors on one axis (``eval.edf.plot_edfs``); with ``normalize_by``
     a second panel shows the complexity-normalized EDFs (NDS: each of 20 log-spaced bins of the
-    measure carries equal weight; bins span each population's own range)."""
+    measure carries equal weight; the bins span the range of all populations together, so every
+    population is weighted on the same bins)."""
     norm = _finite_pops(pops, normalize_by) if normalize_by else {}
     panels = 2 if norm else 1
     fig = Figure(figsize=(5.4 * panels, 4.2), dpi=DPI)
@@ -116,10 +117,14 @@ def edf_plot(pops: dict[str, dict[str, np.ndarray]], path: Path, title: str, xla
     if norm:
         ax2 = fig.add_subplot(1, panels, 2)
         weights = {}
+        valid = {k: np.isfinite(p["error"]) & np.isfinite(p[normalize_by]) & (p[normalize_by] > 0)
+                 for k, p in norm.items()}
+        shared = np.concatenate([p[normalize_by][valid[k]] for k, p in norm.items()])
         for k, p in norm.items():
-            ok = np.isfinite(p["error"]) & np.isfinite(p[normalize_by])
+            ok = valid[k]
             w = np.zeros(p["error"].size)
-            w[ok] = complexity_weights(p[normalize_by][ok], n_bins=EDF_BINS)
+            w[ok] = complexity_weights(p[normalize_by][ok], n_bins=EDF_BINS,
+                                       value_range=(float(shared.min()), float(shared.max())))
             weights[k] = w
         plot_edfs({k: p["error"] for k, p in norm.items()}, ax=ax2, weights=weights, xlabel=xlabel)
         ax2.set_title(f"{normalize_by}-normalized EDF ({EDF_BINS} log bins)", fontsize=10)

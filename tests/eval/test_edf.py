@@ -103,3 +103,16 @@ def test_plot_edfs():
     buf = io.BytesIO()
     ax.figure.savefig(buf, format="png")
     assert buf.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_complexity_weights_on_shared_bins():
+    # own log range [20, 50]: the edge at sqrt(1000) ~ 31.6 puts 20 and 30 in bin 0, 50 in bin 1
+    assert complexity_weights([20.0, 30.0, 50.0], n_bins=2).tolist() == pytest.approx([0.25, 0.25, 0.5])
+    # the range of all populations, [1, 100]: the edge at 10 puts all three in bin 1
+    shared = complexity_weights([20.0, 30.0, 50.0], n_bins=2, value_range=(1.0, 100.0))
+    assert shared.tolist() == pytest.approx([1 / 3] * 3)
+    lin = complexity_weights([1.0, 2.0, 9.0], n_bins=2, log=False, value_range=(0.0, 10.0))  # edge at 5
+    assert lin.tolist() == pytest.approx([0.25, 0.25, 0.5])
+    for bad in [(30.0, 100.0), (1.0, 40.0), (0.0, 100.0), (1.0, float("inf"))]:
+        with pytest.raises(ValueError, match="value_range"):
+            complexity_weights([20.0, 30.0, 50.0], n_bins=2, value_range=bad)
