@@ -90,12 +90,12 @@ def cached_features(objective: nn.Module, images: torch.Tensor, *, cache_dir: st
 
 def augmented_features(objective: nn.Module, images: torch.Tensor, views: int, seed: int, **kwargs
                        ) -> torch.Tensor:
-    """Features of ``views`` randomly augmented copies of ``images`` (``standard_augment``: pad-crop
-    and flip, parameters from ``torch.Generator().manual_seed(seed)``), stacked view after view:
+    """Features of ``views`` randomly augmented copies of ``images`` (the objective's ``augment``:
+    pad-crop with the mean colour and flip, parameters from ``torch.Generator().manual_seed(seed)``), stacked view after view:
     ``(views * N, D)``. Used as stage-2 training data (the paper re-balances on augmented images)."""
     gen = torch.Generator().manual_seed(int(seed))
     out = []
     for v in range(views):
-        aug = standard_augment(images, gen)
+        aug = objective.augment(images, gen) if hasattr(objective, "augment") else standard_augment(images, gen)
         out.append(cached_features(objective, aug, _key_extra=f"augment|{seed}|{v}", **kwargs))
     return torch.cat(out) if out else torch.zeros(0, 0)

@@ -3,7 +3,7 @@ rotations (0, 90, 180, 270 degrees), so the batch is four times larger; the labe
 ``rot90(x, k)`` is ``k``, and the reported accuracy is over all ``4B`` predictions.
 
 Training augmentation (before rotating): random crop with padding (1/8 of the side) and a
-horizontal flip, as UnNAS does on CIFAR (:func:`unnas.data.augment.standard_augment`).
+horizontal flip, padding with the mean colour, as UnNAS does on CIFAR (:meth:`Objective.augment`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unnas.data.augment import standard_augment
 from unnas.errors import UserError
 from unnas.objectives.base import DataInfo, Objective, accuracy
 from unnas.registry import OBJECTIVES
@@ -48,11 +47,11 @@ class Rotation(Objective):
     def prepare(self, images: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 ``(B, C, H, W)`` -> the four rotations ``(4B, C, H, W)`` (normalized) and labels."""
-        x = self.normalize(standard_augment(images, generator)) if self.training else self.eval_input(images)
+        x = self.normalize(self.augment(images, generator)) if self.training else self.eval_input(images)
         return rotate_batch(x)
 
     def train_input(self, images, generator):
-        return rotate_batch(self.normalize(standard_augment(images, generator)))[0]
+        return rotate_batch(self.normalize(self.augment(images, generator)))[0]
 
     def forward(self, images, labels=None, generator=None):
         x, target = self.prepare(images, generator)

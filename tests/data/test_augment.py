@@ -41,3 +41,26 @@ def test_to_float_normalization():
     x = torch.full((1, 2, 1, 1), 255, dtype=torch.uint8)
     out = to_float(x, (0.5, 0.0), (0.5, 2.0))
     assert torch.allclose(out.flatten(), torch.tensor([1.0, 0.5]))
+
+
+def test_padding_with_the_mean_colour():
+    from unnas.data.augment import mean_fill, pad
+
+    x = torch.full((2, 3, 2, 2), 9, dtype=torch.uint8)
+    fill = mean_fill((0.5, 0.0, 1.0))
+    assert fill == (128, 0, 255)
+    p = pad(x, 1, fill)
+    assert p.shape == (2, 3, 4, 4)
+    assert p[:, :, 1:3, 1:3].eq(9).all()
+    border = torch.ones(4, 4, dtype=torch.bool)
+    border[1:3, 1:3] = False
+    for c, v in enumerate(fill):
+        assert p[:, c][:, border].eq(v).all()
+    assert torch.equal(pad(x, 1, None), torch.nn.functional.pad(x, (1, 1, 1, 1)))
+    # every crop of a constant image padded with the mean holds only the image and mean values
+    crops = standard_augment(x[:1].expand(64, 3, 2, 2), torch.Generator().manual_seed(0), padding=1, fill=fill)
+    for c, v in enumerate(fill):
+        assert set(crops[:, c].unique().tolist()) == {9, v}
+    # normalizing the fill gives (about) zero: padding with the mean is zero-padding after normalization
+    z = to_float(torch.tensor(fill, dtype=torch.uint8).view(1, 3, 1, 1), (0.5, 0.0, 1.0), (0.25, 0.25, 0.25))
+    assert z.abs().max() < 0.01

@@ -29,22 +29,44 @@ def random_flip(x: torch.Tensor, generator: torch.Generator | None = None, p: fl
     return torch.where(mask, x.flip(-1), x)
 
 
-def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Zero-pad by ``padding`` and cut a random ``H x W`` window per image: one gather from an
-    ``unfold`` view of every window (no per-image loop, no copy of the windows)."""
+def pad(x: torch.Tensor, padding: int, fill: Sequence[float] | None = None) -> torch.Tensor:
+    """Pad ``(B, C, H, W)`` by ``padding`` on every side with ``fill`` (one value per channel, or
+    zeros when ``None``)."""
+    if fill is None:
+        return F.pad(x, (padding, padding, padding, padding))
+    b, c, h, w = x.shape
+    if len(fill) != c:
+        raise ValueError(f"fill has {len(fill)} values for {c} channels")
+    out = torch.tensor(list(fill), dtype=x.dtype, device=x.device).view(1, c, 1, 1)
+    out = out.expand(b, c, h + 2 * padding, w + 2 * padding).contiguous()
+    out[..., padding:padding + h, padding:padding + w] = x
+    return out
+
+
+def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None,
+                fill: Sequence[float] | None = None) -> torch.Tensor:
+    """Pad by ``padding`` (:func:`pad`) and cut a random ``H x W`` window per image: one gather
+    from an ``unfold`` view of every window (no per-image loop, no copy of the windows)."""
     if padding <= 0:
         return x
     b, _, h, w = x.shape
     oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
     ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
-    windows = F.pad(x, (padding, padding, padding, padding)).unfold(2, h, 1).unfold(3, w, 1)  # (B, C, 2p+1, 2p+1, H, W)
+    windows = pad(x, padding, fill).unfold(2, h, 1).unfold(3, w, 1)  # (B, C, 2p+1, 2p+1, H, W)
     return windows[torch.arange(b, device=x.device), :, oy, ox]
 
 
+def mean_fill(mean: Sequence[float]) -> tuple[int, ...]:
+    """The uint8 colour of a dataset's per-channel mean (in ``[0, 1]``): padding with it is padding
+    with zeros after normalization, as pycls/UnNAS pad their CIFAR crops."""
+    return tuple(int(round(min(max(float(m), 0.0), 1.0) * 255)) for m in mean)
+
+
 def standard_augment(x: torch.Tensor, generator: torch.Generator | None = None, padding: int | None = None,
-                     flip: bool = True) -> torch.Tensor:
-    """The usual small-image recipe: random crop with padding (1/8 of the size) and a flip."""
+                     flip: bool = True, fill: Sequence[float] | None = None) -> torch.Tensor:
+    """The usual small-image recipe: random crop with padding (1/8 of the size; ``fill`` per
+    channel, e.g. :func:`mean_fill`, zeros by default) and a flip."""
     if padding is None:
         padding = max(1, x.shape[-1] // 8)
-    x = random_crop(x, padding, generator)
+    x = random_crop(x, padding, generator, fill)
     return random_flip(x, generator) if flip else x

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from unnas.data.augment import standard_augment, to_float
+from unnas.data.augment import mean_fill, standard_augment, to_float
 from unnas.errors import UserError
 from unnas.registry import OBJECTIVES
 from unnas.spec import Backbone
@@ -81,8 +81,12 @@ class Objective(nn.Module):
     def eval_input(self, images: torch.Tensor) -> torch.Tensor:
         return self.normalize(images)
 
+    def augment(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """uint8 pad-crop (padding with the dataset's mean colour) and flip."""
+        return standard_augment(images, generator, fill=mean_fill(self.info.mean))
+
     def train_input(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        return self.normalize(standard_augment(images, generator))
+        return self.normalize(self.augment(images, generator))
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features for evaluation (kNN, probes)."""
