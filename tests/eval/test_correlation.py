@@ -295,3 +295,19 @@ def test_random_experiment_drops_missing_and_validates_ms():
     assert res["n"] == 2 and res["n_dropped"] == 2 and res["m"] == [1, 2]
     with pytest.raises(ValueError):
         random_experiment([1, 2, 3], [1, 2, 3], ms=[4])
+
+
+@pytest.mark.parametrize("n", [2, 3, 8, 40, 300])
+def test_rowwise_kendall_equals_scipy_with_ties(n):
+    from eval.correlation import _rowwise_kendall
+
+    rng = np.random.default_rng(n)
+    x = rng.integers(0, 5, size=(50, n)).astype(float)  # many ties
+    y = x + rng.integers(-2, 3, size=(50, n))
+    x[0] = 1.0  # a constant row: tau-b undefined (nan), as scipy
+    got = _rowwise_kendall(x, y)
+    want = np.array([stats.kendalltau(a, b, variant="b").statistic for a, b in zip(x, y)])
+    assert np.isnan(got[0]) and np.isnan(want[0])
+    np.testing.assert_allclose(got[1:], want[1:], rtol=0, atol=1e-12)
+    # a hand-computed case: x = (1, 2, 3), y = (1, 3, 2): C = 2, D = 1, no ties -> 1/3
+    assert _rowwise_kendall(np.array([[1.0, 2, 3]]), np.array([[1.0, 3, 2]]))[0] == pytest.approx(1 / 3)
