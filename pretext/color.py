@@ -111,7 +111,8 @@ class Gamut:
 
     ``centers``: ``(Q, 2)`` float64 ab bin centres (class order). ``lut``: int64 table over the
     grid cells ``[lo, hi]^2`` (in units of :data:`GRID`) giving each cell's class, ``-1`` for a
-    cell outside the gamut; the border rows and columns ``lo`` and ``hi`` are always outside. ``kind``: ``"centre"`` or ``"hit"`` (see the module docstring).
+    cell outside the gamut; the border rows and columns ``lo`` and ``hi`` are always outside.
+    ``kind``: ``"centre"`` or ``"hit"`` (see the module docstring).
     """
 
     centers: torch.Tensor

@@ -78,7 +78,8 @@ class Colorization(Objective):
         if self.training and self.options.flip:
             images = random_flip(images, generator)
         lab = uint8_to_lab(images)
-        return (lab[:, :1] / 100.0 - self.l_mean) / self.l_std, quantize_ab(lab[:, 1:], self.lut, self._lo, self._hi, self.centers)
+        target = quantize_ab(lab[:, 1:], self.lut, self._lo, self._hi, self.centers)
+        return (lab[:, :1] / 100.0 - self.l_mean) / self.l_std, target
 
     def eval_input(self, images):
         """Normalized L of the unaugmented images ``(B, 1, H, W)``."""

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from unnas import sample
+from unnas.cli import parse_count
 from unnas.errors import UserError
 from unnas.generators.complexity import complexity, count_params
-from unnas.cli import parse_count
 from unnas.population import parse_generator, parse_params, sample_population
 from unnas.spec import ArchSpec, build
 

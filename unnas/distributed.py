@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -35,19 +34,20 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from unnas.cli import ArgumentParser
 from unnas.data.core import Split
 from unnas.engine import (
     JobTimeout,
     TrainResult,
     _checkpoints,
-    cosine_lambda,
+    apply_runtime,
+    budget,
     latest_checkpoint,
+    make_optimizer,
     precise_bn,
     random_order,
     save_atomic,
-    steps_per_epoch,
 )
-from unnas.cli import ArgumentParser
 from unnas.errors import DivergedError, UserError
 
 
@@ -128,10 +128,7 @@ def train_distributed(objective: nn.Module, split: Split, cfg, *, seed: int = 0,
     if cfg.batch_size <= 0 or cfg.batch_size % w:
         raise UserError("train.batch_size", cfg.batch_size, f"a positive multiple of the {w} processes")
     device = torch.device(device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    apply_runtime(cfg)
     per = cfg.batch_size // w
     uses_labels = bool(getattr(objective, "uses_labels", False))
     if w > 1:
@@ -139,17 +136,13 @@ def train_distributed(objective: nn.Module, split: Split, cfg, *, seed: int = 0,
     objective.to(device)
     if cfg.channels_last and device.type == "cpu":
         objective.to(memory_format=torch.channels_last)
-    spe = steps_per_epoch(len(split), cfg.batch_size)
-    total = cfg.steps if cfg.steps > 0 else cfg.epochs * spe
-    epochs = math.ceil(total / spe) if total else 0
+    spe, total, epochs = budget(len(split), cfg)
     model = objective
     if w > 1:
         model = nn.parallel.DistributedDataParallel(objective, broadcast_buffers=False,
                                                     device_ids=[device.index] if device.type == "cuda" else None)
     params = [p for p in objective.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                          nesterov=cfg.nesterov and cfg.momentum > 0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(total, int(round(cfg.warmup_epochs * spe))))
+    opt, sched = make_optimizer(params, cfg, total, spe)
     order_gen = torch.Generator().manual_seed(int(seed))
     aug_gen = order_gen if w == 1 else torch.Generator().manual_seed(int(seed) * 1_000_003 + 7919 * (rank + 1))
     result = TrainResult()

@@ -139,6 +139,29 @@ def precise_bn(objective: nn.Module, split: Split, num_samples: int, batch_size:
 
 
 # ------------------------------------------------------------------ training
+def apply_runtime(cfg) -> None:
+    """Intra-op threads and deterministic algorithms as ``cfg`` asks."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def budget(n: int, cfg) -> tuple[int, int, int]:
+    """``(steps per epoch, total steps, epochs)`` for ``n`` training images under ``cfg``."""
+    spe = steps_per_epoch(n, cfg.batch_size)
+    total = cfg.steps if cfg.steps > 0 else cfg.epochs * spe
+    return spe, total, (math.ceil(total / spe) if total else 0)
+
+
+def make_optimizer(params: list, cfg, total: int, spe: int):
+    """SGD (Nesterov when ``cfg.nesterov``) with a per-step cosine schedule and linear warm-up."""
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                          nesterov=cfg.nesterov and cfg.momentum > 0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(total, int(round(cfg.warmup_epochs * spe))))
+    return opt, sched
+
+
 def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str | torch.device = "cpu",
           checkpoint_dir: str | Path | None = None, progress: Progress | None = None,
           sampler: Sampler | None = None, config: dict | None = None,
@@ -149,22 +172,15 @@ def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str
     if cfg.batch_size <= 0:
         raise UserError("train.batch_size", cfg.batch_size, "a positive integer")
     device = torch.device(device) if not isinstance(device, torch.device) else device
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    apply_runtime(cfg)
     sampler = sampler or random_order
     uses_labels = bool(getattr(objective, "uses_labels", False))
     objective.to(device)
     if cfg.channels_last and device.type == "cpu":
         objective.to(memory_format=torch.channels_last)
-    spe = steps_per_epoch(len(split), cfg.batch_size)
-    total = cfg.steps if cfg.steps > 0 else cfg.epochs * spe
-    epochs = math.ceil(total / spe) if total else 0
+    spe, total, epochs = budget(len(split), cfg)
     params = [p for p in objective.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                          nesterov=cfg.nesterov and cfg.momentum > 0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(total, int(round(cfg.warmup_epochs * spe))))
+    opt, sched = make_optimizer(params, cfg, total, spe)
     gen = torch.Generator().manual_seed(int(seed))
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
