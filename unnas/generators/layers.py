@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from unnas.errors import UserError
+from unnas.spec import Generator
 
 
 # ---------------------------------------------------------------- parameter checks and samplers
@@ -144,3 +145,32 @@ def pool(kind: str, kernel: int, stride: int) -> nn.Module:
     if kind == "avg":
         return nn.AvgPool2d(kernel, stride, kernel // 2, count_include_pad=False)
     return nn.MaxPool2d(kernel, stride, kernel // 2)
+
+
+class EnumeratedSpace(Generator):
+    """A benchmark space of ``size`` networks named by canonical strings (NAS-Bench-201,
+    NAS-Bench-Macro): ``params["arch"]`` fixes one network, else the spec seed picks one uniformly;
+    population sampling draws the string itself, so equal networks get equal ``arch_id``."""
+
+    size: int = 0
+
+    def from_index(self, i: int) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def canonical(self, text: str) -> str:  # pragma: no cover - abstract
+        """The canonical string of ``text``, or :class:`UserError` naming the parameter."""
+        raise NotImplementedError
+
+    def arch(self, params: Mapping[str, Any], seed: int) -> str:
+        if params["arch"]:
+            return self.canonical(params["arch"])
+        return self.from_index(int(np.random.default_rng(seed).integers(self.size)))
+
+    def sample_params(self, rng: np.random.Generator, base: Mapping[str, Any] | None = None) -> dict:
+        base = dict(base or {})
+        if not base.get("arch"):
+            base["arch"] = self.from_index(int(rng.integers(self.size)))
+        return self.resolve(base)
+
+    def uses_seed(self, params: Mapping[str, Any]) -> bool:
+        return not params["arch"]

@@ -15,15 +15,15 @@ the shapes match. Head: 1x1 conv to 1280 + BN + ReLU; the classifier follows glo
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from unnas.generators.layers import bad_param
+from unnas.generators.layers import EnumeratedSpace, bad_param
 from unnas.registry import GENERATORS
-from unnas.spec import Backbone, Generator
+from unnas.spec import Backbone
 
 CHOICES = {"0": "identity", "1": "mb_k3_t3", "2": "mb_k5_t6"}
 STAGES = (2, 3, 3)
@@ -99,7 +99,7 @@ class MacroNet(Backbone):
 
 
 @GENERATORS.register("macro")
-class Macro(Generator):
+class Macro(EnumeratedSpace):
     """NAS-Bench-Macro. ``arch``: an 8-digit string, or "" to draw one uniformly from the seed.
     Population sampling draws ``arch`` uniformly from the 6,561 networks unless fixed.
     The default ``width=0.25`` is a cheap proxy; ``width=1.0`` is the published network."""
@@ -107,19 +107,13 @@ class Macro(Generator):
     name = "macro"
     defaults = {"arch": "", "width": 0.25}
 
-    def arch(self, params: Mapping[str, Any], seed: int) -> str:
-        if params["arch"]:
-            return check_arch(params["arch"], self.name)
-        return from_index(int(np.random.default_rng(seed).integers(N_ARCHS)))
+    size = N_ARCHS
 
-    def sample_params(self, rng: np.random.Generator, base: Mapping[str, Any] | None = None) -> dict:
-        base = dict(base or {})
-        if not base.get("arch"):
-            base["arch"] = from_index(int(rng.integers(N_ARCHS)))
-        return self.resolve(base)
+    def from_index(self, i: int) -> str:
+        return from_index(i)
 
-    def uses_seed(self, params: Mapping[str, Any]) -> bool:
-        return not params["arch"]
+    def canonical(self, text: str) -> str:
+        return check_arch(text, self.name)
 
     def build(self, params, seed, in_channels, num_classes=None) -> Backbone:
         if not params["width"] > 0:

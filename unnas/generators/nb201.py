@@ -19,15 +19,14 @@ counts equal the benchmark's; such ops get exactly-zero gradients (see :func:`li
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Iterator, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from unnas.generators.layers import ReLUConvBN, Zero, bad_param
+from unnas.generators.layers import EnumeratedSpace, ReLUConvBN, Zero, bad_param
 from unnas.registry import GENERATORS
-from unnas.spec import Backbone, Generator
+from unnas.spec import Backbone
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # (from, to), in string order
@@ -164,7 +163,7 @@ class NB201Net(Backbone):
 
 
 @GENERATORS.register("nb201")
-class NB201(Generator):
+class NB201(EnumeratedSpace):
     """NAS-Bench-201. ``arch``: a cell string, or "" to draw one uniformly from the spec seed.
     Population sampling draws ``arch`` uniformly from the 15,625 cells unless fixed.
     Defaults are a cheap proxy (``width=0.5``, ``cells=1``); ``width=1.0, cells=5`` is the published network."""
@@ -172,19 +171,13 @@ class NB201(Generator):
     name = "nb201"
     defaults = {"arch": "", "width": 0.5, "cells": 1}
 
-    def arch(self, params: Mapping[str, Any], seed: int) -> str:
-        if params["arch"]:
-            return to_str(parse(params["arch"], self.name))
-        return from_index(int(np.random.default_rng(seed).integers(N_ARCHS)))
+    size = N_ARCHS
 
-    def sample_params(self, rng: np.random.Generator, base: Mapping[str, Any] | None = None) -> dict:
-        base = dict(base or {})
-        if not base.get("arch"):
-            base["arch"] = from_index(int(rng.integers(N_ARCHS)))
-        return self.resolve(base)
+    def from_index(self, i: int) -> str:
+        return from_index(i)
 
-    def uses_seed(self, params: Mapping[str, Any]) -> bool:
-        return not params["arch"]
+    def canonical(self, text: str) -> str:
+        return to_str(parse(text, self.name))
 
     def build(self, params, seed, in_channels, num_classes=None) -> Backbone:
         c = int(round(16 * params["width"]))
