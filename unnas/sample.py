@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run(argv)
     except UserError as e:
-        print(f"unnas.sample: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
 
