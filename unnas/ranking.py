@@ -154,6 +154,30 @@ def complexity_ranges(model) -> dict:
     return out
 
 
+HEAVY_CPU_FLOPS = 1e9  # per image: above this, a CPU run gets a hint to bound the population
+
+
+def complexity_summary(specs, in_channels: int, image_size: int, device_type: str) -> tuple[str, str]:
+    """One line with the population's parameter and FLOP ranges (measured on the meta device, in
+    milliseconds) and, on a CPU, a hint when some candidate costs more than :data:`HEAVY_CPU_FLOPS`
+    per image ("" otherwise)."""
+    from unnas.generators.complexity import complexity
+
+    cs = [complexity(s, in_channels, image_size) for s in specs]
+    if not cs:
+        return "", ""
+    p = [c["params"] for c in cs]
+    f = [c["flops"] for c in cs]
+    line = (f"population: {min(p):,}-{max(p):,} params, {min(f) / 1e6:,.1f}-{max(f) / 1e6:,.1f} MFLOPs per "
+            f"{in_channels}x{image_size}x{image_size} image")
+    heavy = ""
+    if device_type == "cpu" and max(f) > HEAVY_CPU_FLOPS:
+        n = sum(x > HEAVY_CPU_FLOPS for x in f)
+        heavy = (f"{n} candidate(s) above {HEAVY_CPU_FLOPS / 1e9:g} GFLOPs per image will train slowly on a CPU; "
+                 f"--max-flops / --max-params bound the population")
+    return line, heavy
+
+
 def run_ranking(cfg: Config, quiet: bool = False, *, retry_failed: bool = False, join: bool = False,
                 ray_address: str = "", plugins: tuple[str, ...] = ()) -> int:
     """Run (or resume) a ranking run; returns the exit status (0, or 130 when interrupted).
@@ -216,6 +240,12 @@ def _run_locked(cfg, run_dir, data, specs, objectives, console, quiet, retry_fai
                       f"[executor {ex}{par}, {threads or 'default'} thread(s) per job]")
         if kept:
             console.print(f"{len(kept)} failed/diverged/timed-out job(s) kept; --retry-failed runs them again")
+        if todo:
+            line, heavy = complexity_summary(specs, objective_class(objectives[0]).input_channels(data.channels),
+                                             data.image_size[0], resolve_device(cfg.run.device).type)
+            console.print(line)
+            if heavy:
+                console.print(f"[yellow]{heavy}[/]")
         ctx = JobContext(run_cfg, str(run_dir), cfg.run.device, threads, plugins)
         gpus = 1.0 if cfg.run.device.startswith("cuda") else 0.0
         executor = make_executor(ex, workers=workers, threads=threads, ray_address=ray_address, gpus=gpus,

@@ -58,3 +58,16 @@ def test_empty_complexity_range_is_one_clear_error(tmp_path, capsys):
         main([*args, "--max-flops", "lots"])
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1 and "--max-flops" in err and "lots" in err
+
+
+def test_complexity_summary_hints_at_heavy_cpu_populations():
+    from unnas.population import sample_population
+    from unnas.ranking import complexity_summary
+
+    heavy = sample_population("nds-resnext-b", 8, 0, in_channels=1, image_size=16)
+    line, hint = complexity_summary(heavy, 1, 16, "cpu")
+    assert line.startswith("population: ") and "MFLOPs per 1x16x16 image" in line
+    assert "--max-flops" in hint and "candidate(s) above 1 GFLOPs" in hint
+    assert complexity_summary(heavy, 1, 16, "cuda")[1] == ""  # a GPU handles them
+    light = sample_population("nds-resnext-b", 3, 0, in_channels=1, image_size=16, flops_range=(None, 1e8))
+    assert complexity_summary(light, 1, 16, "cpu")[1] == ""
