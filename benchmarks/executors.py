@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from unnas.runner import stored_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,14 +36,6 @@ def layouts(cores: int) -> list[tuple[str, str, int, int]]:
         out.append((f"pool_{cores // 2}x2", "pool", cores // 2, 2))
     return out
 
-
-def store_rows(path: Path) -> dict:
-    con = sqlite3.connect(str(path))
-    try:
-        rows = con.execute("SELECT job_id, status, metrics FROM jobs").fetchall()
-    finally:
-        con.close()
-    return {j: (s, {k: v for k, v in json.loads(m).items() if k != "resumed_from_epoch"}) for j, s, m in rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
                 times.setdefault(label, []).append(time.perf_counter() - t0)
-                stores[label] = store_rows(Path(tmp) / name / "store.sqlite")
+                stores[label] = stored_results(Path(tmp) / name / "store.sqlite")
                 load.append(os.getloadavg()[0])
     med = {k: statistics.median(v) for k, v in times.items()}
 

@@ -20,8 +20,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from unnas.data.augment import standard_augment
-
 __all__ = ["state_digest", "tensor_digest", "cached_features", "augmented_features"]
 
 
@@ -91,11 +89,11 @@ def cached_features(objective: nn.Module, images: torch.Tensor, *, cache_dir: st
 def augmented_features(objective: nn.Module, images: torch.Tensor, views: int, seed: int, **kwargs
                        ) -> torch.Tensor:
     """Features of ``views`` randomly augmented copies of ``images`` (the objective's ``augment``:
-    pad-crop with the mean colour and flip, parameters from ``torch.Generator().manual_seed(seed)``), stacked view after view:
-    ``(views * N, D)``. Used as stage-2 training data (the paper re-balances on augmented images)."""
+    pad-crop with the mean colour and flip, parameters from ``torch.Generator().manual_seed(seed)``),
+    stacked view after view: ``(views * N, D)``. Used as stage-2 training data (the paper re-balances on augmented images)."""
     gen = torch.Generator().manual_seed(int(seed))
     out = []
     for v in range(views):
-        aug = objective.augment(images, gen) if hasattr(objective, "augment") else standard_augment(images, gen)
+        aug = objective.augment(images, gen)
         out.append(cached_features(objective, aug, _key_extra=f"augment|{seed}|{v}", **kwargs))
     return torch.cat(out) if out else torch.zeros(0, 0)

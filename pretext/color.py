@@ -182,7 +182,7 @@ def ab_gamut(kind: str = "centre") -> Gamut:
     process in a few seconds."""
     if kind not in GAMUTS:
         raise ValueError(f"gamut kind {kind!r}: allowed {', '.join(GAMUTS)}")
-    cells = _hit_cells().clone()
+    cells = _hit_cells()
     if kind == "centre":
         cells = cells[centre_in_srgb(cells.double() * GRID)]
     lo, hi = int(cells.min()) - 1, int(cells.max()) + 1

@@ -47,11 +47,11 @@ class Rotation(Objective):
     def prepare(self, images: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 ``(B, C, H, W)`` -> the four rotations ``(4B, C, H, W)`` (normalized) and labels."""
-        x = self.normalize(self.augment(images, generator)) if self.training else self.eval_input(images)
+        x = super().train_input(images, generator) if self.training else self.eval_input(images)
         return rotate_batch(x)
 
     def train_input(self, images, generator):
-        return rotate_batch(self.normalize(self.augment(images, generator)))[0]
+        return rotate_batch(super().train_input(images, generator))[0]
 
     def forward(self, images, labels=None, generator=None):
         x, target = self.prepare(images, generator)

@@ -26,6 +26,7 @@ import torch
 
 from pretext.rotation import Rotation
 from unnas.registry import OBJECTIVES
+from unnas.runner import stored_results
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -99,17 +100,6 @@ def run_one(cfg, run_dir, width: int = 8, objective: str = "fault"):
     (job,) = plan_jobs(cfg2, specs(width))
     return job, run_job(job, JobContext(job_config(cfg2, 1), str(run_dir), "cpu", 1))
 
-
-def results(store_path: Path) -> dict:
-    """job_id -> (status, metrics without execution details) from a store file."""
-    from unnas.runner import EXECUTION_METRICS
-
-    con = sqlite3.connect(str(store_path))
-    try:
-        rows = con.execute("SELECT job_id, status, metrics FROM jobs").fetchall()
-    finally:
-        con.close()
-    return {j: (s, {k: v for k, v in json.loads(m).items() if k not in EXECUTION_METRICS}) for j, s, m in rows}
 
 
 # ------------------------------------------------------------------ failure isolation, one job
@@ -461,7 +451,7 @@ def _kill_and_resume(tmp_path: Path, plan: list[tuple], extra: list[str], fork: 
 
     ref_dir = tmp_path / "ref"
     assert main(_argv(ref_dir, extra)) == 0  # uninterrupted, in this process
-    ref = results(ref_dir / "store.sqlite")
+    ref = stored_results(ref_dir / "store.sqlite")
     assert len(ref) == (6 if "--no-supervised" not in extra else 3)
     assert all(s == "done" for s, _ in ref.values())
     run_dir = tmp_path / "killed"
@@ -475,11 +465,11 @@ def _kill_and_resume(tmp_path: Path, plan: list[tuple], extra: list[str], fork: 
             code = _cli(run_dir, extra, crash=(point, n), executor=executor)
         kills += code == -9
         if run_dir.joinpath("store.sqlite").exists():
-            got = results(run_dir / "store.sqlite")
+            got = stored_results(run_dir / "store.sqlite")
             assert set(got) <= set(ref)
             assert all(got[j] == ref[j] for j in got)  # every stored row is already the final one
     assert (_forked(run_dir, extra) if fork else _cli(run_dir, extra)) == 0
-    got = results(run_dir / "store.sqlite")
+    got = stored_results(run_dir / "store.sqlite")
     assert got == ref  # none lost, none extra, bit-identical metrics
     jobs = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     committed = [e["job_id"] for e in jobs if e["event"] == "job"]

@@ -3,17 +3,13 @@ same results on local, pool and Ray executors."""
 
 from __future__ import annotations
 
-import json
 import signal
-import sqlite3
-from pathlib import Path
 
 import pytest
 
 from unnas import config
 from unnas.errors import UserError
 from unnas.runner import (
-    EXECUTION_METRICS,
     Hooks,
     JobContext,
     LocalExecutor,
@@ -22,6 +18,7 @@ from unnas.runner import (
     job_config,
     plan_jobs,
     resolve_parallelism,
+    stored_results,
 )
 from unnas.spec import ArchSpec
 
@@ -86,14 +83,6 @@ def test_local_executor_skips_jobs_the_claim_refuses(tmp_path):
     assert steps == [(0, 1, 1), (2, 1, 1)]
 
 
-def _results(store: Path) -> dict:
-    con = sqlite3.connect(str(store))
-    try:
-        rows = con.execute("SELECT job_id, status, metrics FROM jobs").fetchall()
-    finally:
-        con.close()
-    return {j: (s, {k: v for k, v in json.loads(m).items() if k not in EXECUTION_METRICS}) for j, s, m in rows}
-
 
 @pytest.mark.slow
 def test_ray_gives_the_same_results_as_local_and_pool(tmp_path):
@@ -103,7 +92,7 @@ def test_ray_gives_the_same_results_as_local_and_pool(tmp_path):
     args = ["--runs-dir", str(tmp_path), "--num-archs", "3", "--params", "width=8", "--quiet", *TINY]
     for ex in ("local", "pool", "ray"):
         assert main(["--name", ex, "--executor", ex, "--workers", "2", *args]) == 0
-    local = _results(tmp_path / "local" / "store.sqlite")
+    local = stored_results(tmp_path / "local" / "store.sqlite")
     assert len(local) == 6 and all(s == "done" for s, _ in local.values())
-    assert _results(tmp_path / "pool" / "store.sqlite") == local
-    assert _results(tmp_path / "ray" / "store.sqlite") == local
+    assert stored_results(tmp_path / "pool" / "store.sqlite") == local
+    assert stored_results(tmp_path / "ray" / "store.sqlite") == local

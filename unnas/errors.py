@@ -35,4 +35,3 @@ class DivergedError(RuntimeError):
         self.step = step
         self.loss = loss
         super().__init__(f"loss became {loss} at step {step}")
-

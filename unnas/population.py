@@ -153,7 +153,7 @@ def _measure(spec: ArchSpec, in_channels: int, image_size: int, need_flops: bool
 
     if need_flops:
         return complexity(spec, in_channels, image_size)
-    return {"params": count_params(build_meta(spec, in_channels)[0])}
+    return {"params": count_params(build_meta(spec, in_channels))}
 
 
 def _shortfall(name, found, n, draws, distinct, params_range, flops_range, observed) -> str:

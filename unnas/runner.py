@@ -51,7 +51,7 @@ from unnas.engine import JobTimeout, evaluate_objective, resolve_device, save_at
 from unnas.errors import DivergedError, UserError
 from unnas.objectives.base import DataInfo, build_objective, objective_class
 from unnas.spec import ArchSpec, build
-from unnas.store import JobRow
+from unnas.store import JobRow, Store
 
 SUPERVISED = "supervised"
 # Train options that change how a job runs, not its result (a resumed run may change them).
@@ -111,6 +111,14 @@ EXECUTORS = ("local", "pool", "ray")
 # interrupted-and-resumed job and an uninterrupted one).
 EXECUTION_METRICS = ("resumed_from_epoch",)
 RETRY_STATUSES = ("failed", "diverged", "timeout")
+
+
+def stored_results(store_path: str | Path) -> dict[str, tuple[str, dict]]:
+    """``job_id -> (status, metrics without EXECUTION_METRICS)`` of a store: what must agree
+    between executors, and between an interrupted-and-resumed run and an uninterrupted one."""
+    with Store(store_path) as store:
+        return {r.job_id: (r.status, {k: v for k, v in r.metrics.items() if k not in EXECUTION_METRICS})
+                for r in store.rows()}
 
 
 def available_cores() -> int:

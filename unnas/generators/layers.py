@@ -8,7 +8,7 @@ separable convs as depthwise + pointwise, ``FactorizedReduce`` for stride-2 iden
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -150,20 +150,19 @@ def pool(kind: str, kernel: int, stride: int) -> nn.Module:
 class EnumeratedSpace(Generator):
     """A benchmark space of ``size`` networks named by canonical strings (NAS-Bench-201,
     NAS-Bench-Macro): ``params["arch"]`` fixes one network, else the spec seed picks one uniformly;
-    population sampling draws the string itself, so equal networks get equal ``arch_id``."""
+    population sampling draws the string itself, so equal networks get equal ``arch_id``.
 
-    size: int = 0
+    Subclasses set ``size``, ``from_index`` (index -> canonical string) and ``canonical``
+    ((text, generator name) -> canonical string, or :class:`UserError` naming the parameter),
+    both as static methods."""
 
-    def from_index(self, i: int) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def canonical(self, text: str) -> str:  # pragma: no cover - abstract
-        """The canonical string of ``text``, or :class:`UserError` naming the parameter."""
-        raise NotImplementedError
+    size: int
+    from_index: Callable[[int], str]
+    canonical: Callable[[str, str], str]
 
     def arch(self, params: Mapping[str, Any], seed: int) -> str:
         if params["arch"]:
-            return self.canonical(params["arch"])
+            return self.canonical(params["arch"], self.name)
         return self.from_index(int(np.random.default_rng(seed).integers(self.size)))
 
     def sample_params(self, rng: np.random.Generator, base: Mapping[str, Any] | None = None) -> dict:

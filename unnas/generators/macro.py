@@ -109,11 +109,8 @@ class Macro(EnumeratedSpace):
 
     size = N_ARCHS
 
-    def from_index(self, i: int) -> str:
-        return from_index(i)
-
-    def canonical(self, text: str) -> str:
-        return check_arch(text, self.name)
+    from_index = staticmethod(from_index)
+    canonical = staticmethod(check_arch)
 
     def build(self, params, seed, in_channels, num_classes=None) -> Backbone:
         if not params["width"] > 0:

@@ -62,6 +62,11 @@ def to_str(ops: Sequence[str]) -> str:
                     for node in (1, 2, 3))
 
 
+def canonical(arch: str, gen: str = "nb201") -> str:
+    """The canonical string of a cell string (:func:`parse`'s errors name the parameter)."""
+    return to_str(parse(arch, gen))
+
+
 def arch_index(arch: str) -> int:
     """Position of a cell in :func:`all_archs` (base-5 digits of the op indices, first edge most significant)."""
     idx = 0
@@ -173,11 +178,8 @@ class NB201(EnumeratedSpace):
 
     size = N_ARCHS
 
-    def from_index(self, i: int) -> str:
-        return from_index(i)
-
-    def canonical(self, text: str) -> str:
-        return to_str(parse(text, self.name))
+    from_index = staticmethod(from_index)
+    canonical = staticmethod(canonical)
 
     def build(self, params, seed, in_channels, num_classes=None) -> Backbone:
         c = int(round(16 * params["width"]))
