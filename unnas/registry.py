@@ -13,7 +13,8 @@ from typing import Any, Callable, Iterator
 from unnas.errors import UserError
 
 # Packages whose modules register components when imported.
-_PLUGIN_PACKAGES = ("unnas.data", "unnas.generators", "unnas.objectives", "pretext", "moco", "eval")
+_PLUGIN_PACKAGES = ("unnas.data", "unnas.generators", "unnas.objectives", "pretext", "moco", "eval",
+                    "eval.proxies", "unnas.strategies")
 _loaded = False
 
 
@@ -91,3 +92,5 @@ DATASETS = Registry("dataset")
 GENERATORS = Registry("generator")
 OBJECTIVES = Registry("objective")
 EVALUATORS = Registry("evaluator")
+PROXIES = Registry("proxy")  # zero-cost scores: f(ProxyInput, options) -> float (eval/proxies)
+STRATEGIES = Registry("strategy")  # which jobs to run next, from the finished rows (unnas/strategies)
