@@ -7,8 +7,9 @@ discrimination accuracy (top-1 over 1 + K). In training the batch's keys are the
 ``after_step`` moves the key encoder towards the query encoder. In eval mode (the objective's
 own test accuracy) the same step runs on held-out images with BN on batch statistics, as in
 training, and changes nothing: no enqueue, BN running statistics restored, no collective call.
-The ranking score is the kNN accuracy of the query backbone's frozen pooled features
-(``features``, computed by the runner). The queue starts empty (only real keys are negatives),
+The label-free ranking score (:meth:`Moco.heldout_score`) is the top-1 retrieval of every held-out
+image's second augmented view among the first views of all held-out images, on the query
+backbone's frozen pooled features; the kNN accuracy of those features is a probe that reads labels. The queue starts empty (only real keys are negatives),
 so the very first step has no negatives and a zero loss. The symmetric loss is the sum of both
 directions, as in the authors' CIFAR demo.
 
@@ -293,6 +294,27 @@ class Moco(Objective):
             self.queue.enqueue(gather_keys(torch.cat(keys)))
         return {"loss": loss, "acc": instance_accuracy(logits.detach()),
                 "n": torch.tensor(logits.shape[0])}
+
+    @torch.no_grad()
+    def heldout_score(self, split, batch_size: int, seed: int, device: torch.device) -> float:
+        """Label-free held-out score: top-1 retrieval of every held-out image's second augmented view
+        among the first views of all held-out images (:func:`eval.retrieval.view_retrieval_accuracy`),
+        on the query backbone's pooled features in eval mode, views drawn with a generator seeded
+        with ``seed``. Nothing is changed (eval mode, no gradients, no enqueue)."""
+        from eval.retrieval import view_retrieval_accuracy
+
+        was = self.training
+        self.eval()
+        gen = torch.Generator().manual_seed(int(seed))
+        f1, f2 = [], []
+        try:
+            for s in range(0, len(split), batch_size):
+                v1, v2 = two_views(split.images[s:s + batch_size].to(device), self.hp.views, gen)
+                f1.append(self.backbone.pooled(self._normalize_unit(v1)).float().cpu())
+                f2.append(self.backbone.pooled(self._normalize_unit(v2)).float().cpu())
+        finally:
+            self.train(was)
+        return view_retrieval_accuracy(torch.cat(f1), torch.cat(f2))
 
     @torch.no_grad()
     def after_step(self) -> None:

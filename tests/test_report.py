@@ -157,7 +157,7 @@ def test_report_files_and_embedded_images(report):
         assert len(img.convert("L").getcolors(1 << 16) or []) > 20, f"{key} looks blank"
         on_disk = Image.open(run / f"{key}.png")
         assert on_disk.size == img.size  # the same PNG as the file next to the report
-    assert parser.h2 == ["Objectives compared", "Label-free score vs supervised accuracy", "Random experiment",
+    assert parser.h2 == ["Objectives compared", "Scores vs the reference", "Random experiment",
                          "Distribution estimates (EDFs)", "Complexity vs accuracy", "Ranking",
                          "Failed candidates", "Configuration"]
     text = page.read_text()
@@ -181,7 +181,8 @@ def test_report_numbers_match_report_json(report):
     text = page.read_text()
     rot = comp["rotation"]["agreement"]["spearman"]
     cell = f"{rot['value']:+.3f} [{rot['ci_low']:+.3f}, {rot['ci_high']:+.3f}]"
-    assert re.search(r'<tr class="best"><td class="l">rotation</td><td>10</td><td>' + re.escape(cell), text)
+    assert re.search(r'<tr class="best"><td class="l">rotation</td><td>objective</td><td>label-free</td><td>10</td><td>'
+                     + re.escape(cell), text)
     assert data["status"] == {"done": 61, "failed": 1, "diverged": 1, "timeout": 0}
     (diff,) = data["rho_differences"]
     assert (diff["a"], diff["b"], diff["n"]) == ("rotation", "jigsaw", 10) and diff["separated"]
@@ -201,12 +202,13 @@ def test_png_axes_labelled(report):
         for ax in fig.axes:
             assert ax.get_xlabel() and ax.get_ylabel()
     s = figs["scatter_rotation"].axes[0]
-    assert s.get_xlabel() == "rotation kNN accuracy (%)" and s.get_ylabel() == "supervised test accuracy (%)"
+    assert s.get_xlabel() == "rotation label-free held-out score (%)"
+    assert s.get_ylabel() == "supervised test accuracy (%)"
     assert "Spearman rho" in s.get_title() and "Kendall tau" in s.get_title()
     r = figs["random_experiment"].axes[0]
     assert [t.get_text() for t in r.get_legend().get_texts()] == [
-        "best by supervised accuracy (oracle)", "best by rotation kNN accuracy",
-        "best by jigsaw kNN accuracy", "random pick (population mean)"]
+        "best by supervised test accuracy (oracle)", "best by rotation",
+        "best by jigsaw", "random pick (population mean)"]
     assert "n=10 candidates" in r.get_title()  # the failed candidate is left out of every curve
     e = figs["edf_generator"]
     assert e.axes[0].get_ylabel() == "cumulative fraction of models" and e.axes[1].get_ylabel() == "normalized EDF"
@@ -217,7 +219,7 @@ def test_png_axes_labelled(report):
     c = figs["complexity"]
     assert [a.get_xscale() for a in c.axes] == ["log", "log"]
     assert [t.get_text() for t in c.legends[0].get_texts()] == [
-        "supervised test accuracy", "rotation kNN accuracy", "jigsaw kNN accuracy"]
+        "supervised test accuracy", "rotation label-free held-out score", "jigsaw label-free held-out score"]
 
 
 def test_combined_report_over_two_generators(tmp_path):
@@ -249,7 +251,7 @@ def test_report_without_supervised_reference(tmp_path):
     page = write_report([run], n_boot=20, n_draws=20)
     _, images = _decode_images(page)
     assert set(images) == {"edf_objective", "complexity"}
-    assert "no finished supervised job" in page.read_text()
+    assert "no reference (a finished supervised job or a reference table)" in page.read_text()
 
 
 def test_cli_errors(tmp_path, capsys):
@@ -307,7 +309,7 @@ def test_to_wandb_offline_replay(report, tmp_path, monkeypatch):
     assert images == sorted(PLOTS)
     tables = {key(p): json.loads(p.read_text()) for p in (files / "media" / "table" / "report").glob("*.table.json")}
     assert set(tables) == {"ranking", "objectives", "failed"}
-    assert tables["objectives"]["columns"][:3] == ["name", "kind", "n"]
+    assert tables["objectives"]["columns"][:4] == ["name", "kind", "uses_labels", "n"]
     assert len(tables["ranking"]["data"]) == 11 and len(tables["failed"]["data"]) == 2
     # offline runs keep history and summary in the binary .wandb record stream; its protobuf
     # records hold keys and JSON values as plain bytes

@@ -10,121 +10,30 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
-from eval.correlation import aggregate_seeds, agreement, random_experiment
+from eval.correlation import agreement, random_experiment
 from eval.edf import ks
 from unnas.errors import UserError
 from unnas.runner import SUPERVISED
+from unnas.scores import BASELINES, REFERENCE, Column, Ranking, build_ranking, parse_ensemble  # noqa: F401
 from unnas.store import JobRow, Store, summarize
 
-# Complexity measures used as training-free baselines ("does the parameter count alone rank
-# the candidates?"); they are compared with the supervised accuracy like any objective.
-BASELINES = ("params", "flops")
-SCORE_LABELS = {"knn": "kNN accuracy", "pretext": "pretext accuracy"}
-
-
-@dataclass
-class Ranking:
-    """One row per candidate: its spec, complexity, the label-free score per objective (mean over
-    seeds) and the supervised accuracy; agreement statistics per label-free objective."""
-
-    arch_ids: list[str]
-    specs: dict[str, str]
-    complexity: dict[str, dict]
-    scores: dict[str, dict[str, float]]  # objective -> arch -> mean score
-    supervised: dict[str, float]  # arch -> mean supervised test accuracy
-    agreement: dict[str, dict] = field(default_factory=dict)  # objective -> agreement dict
-    noise_ceiling: dict[str, float] = field(default_factory=dict)
-    failed: list[JobRow] = field(default_factory=list)
-    generators: dict[str, str] = field(default_factory=dict)  # arch -> generator name
-
-    @property
-    def objectives(self) -> list[str]:
-        return [o for o in self.scores if o != SUPERVISED]
-
-    @property
-    def generator_names(self) -> list[str]:
-        return sorted(set(self.generators.values()))
-
-    def column(self, objective: str, arch_ids: Iterable[str] | None = None) -> np.ndarray:
-        """Scores of ``objective`` (or ``supervised``, ``params``, ``flops``) aligned with
-        ``arch_ids`` (default: all candidates); NaN where missing."""
-        ids = self.arch_ids if arch_ids is None else list(arch_ids)
-        if objective == SUPERVISED:
-            src = self.supervised
-        elif objective in BASELINES:
-            src = {a: c.get(objective) for a, c in self.complexity.items()}
-        else:
-            src = self.scores.get(objective, {})
-        return np.array([math.nan if src.get(a) is None else float(src[a]) for a in ids], dtype=float)
-
-    def table(self) -> list[dict]:
-        """Candidates sorted by the first objective's score (best first)."""
-        rows = []
-        for a in self.arch_ids:
-            r = {"arch_id": a, **self.complexity.get(a, {})}
-            for o in self.objectives:
-                r[o] = self.scores[o].get(a, math.nan)
-            r[SUPERVISED] = self.supervised.get(a, math.nan)
-            rows.append(r)
-        key = self.objectives[0] if self.objectives else SUPERVISED
-        rows.sort(key=lambda r: (-r[key] if not math.isnan(r[key]) else math.inf, r["arch_id"]))
-        return rows
-
-    def to_json(self) -> dict:
-        return {"table": self.table(), "agreement": self.agreement, "noise_ceiling": self.noise_ceiling,
-                "failed": [{"job_id": r.job_id, "arch_id": r.arch_id, "objective": r.objective,
-                            "seed": r.seed, "status": r.status, "error": r.error} for r in self.failed]}
-
-
-def build_ranking(rows: Iterable[JobRow], score_key: str = "score", n_boot: int = 1000, seed: int = 0,
-                  objective_order: Iterable[str] = ()) -> Ranking:
-    """Aggregate job rows (any order, any mix of statuses) into a :class:`Ranking`.
-
-    The supervised jobs contribute their test accuracy (``objective_acc``), the label-free ones
-    ``metrics[score_key]``. Complexity is taken from the supervised job when there is one (its
-    backbone sees the data's own channels), else from the first finished job of the candidate.
-    Objectives are listed in ``objective_order`` (e.g. the order of ``--pretext``), the others
-    after them by name.
-    """
-    order = {o: i for i, o in enumerate(dict.fromkeys(objective_order))}
-    rows = list(rows)
-    done = [r for r in rows if r.status == "done"]
-    arch_ids = sorted({r.arch_id for r in rows})
-    specs = {r.arch_id: r.spec for r in rows}
-    generators = {r.arch_id: r.generator for r in rows}
-    complexity: dict[str, dict] = {}
-    for r in sorted(done, key=lambda r: (r.objective != SUPERVISED, r.objective, r.seed)):
-        complexity.setdefault(r.arch_id, {"params": r.metrics.get("params"), "flops": r.metrics.get("flops")})
-    per_obj: dict[str, list[tuple]] = {}
-    for r in done:
-        key = "objective_acc" if r.objective == SUPERVISED else score_key
-        per_obj.setdefault(r.objective, []).append((r.arch_id, r.seed, r.metrics.get(key, math.nan)))
-    scores, ceilings = {}, {}
-    for obj in sorted(per_obj, key=lambda o: (o == SUPERVISED, order.get(o, len(order)), o)):
-        agg = aggregate_seeds([(a, s, v, v) for a, s, v in per_obj[obj]])
-        scores[obj] = {a: float(v) for a, v in zip(agg.arch_ids, agg.mean_score)}
-        ceilings[obj] = float(agg.noise_ceiling)
-    sup = scores.get(SUPERVISED, {})
-    rk = Ranking(arch_ids, specs, complexity, {o: s for o, s in scores.items() if o != SUPERVISED}, sup,
-                 noise_ceiling=ceilings, failed=[r for r in rows if r.status != "done"], generators=generators)
-    if sup:
-        ref = rk.column(SUPERVISED)
-        for obj in rk.objectives:
-            rk.agreement[obj] = agreement(rk.column(obj), ref, n_boot=n_boot, seed=seed)
-    return rk
+SCORE_LABELS = {"knn": "kNN probe accuracy (uses labels)", "linear": "linear probe accuracy (uses labels)",
+                "pretext": "label-free held-out score"}
 
 
 def fmt_corr(block: dict) -> str:
     v, lo, hi = block["value"], block["ci_low"], block["ci_high"]
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
+    if lo is None or (isinstance(lo, float) and math.isnan(lo)):  # no bootstrap interval
+        return f"{v:+.3f}"
     return f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
 
@@ -216,33 +125,34 @@ def config_differences(runs: list[RunInfo], sections: tuple[str, ...] = ("data",
 # ------------------------------------------------------------------ analyses on a Ranking
 def compare_objectives(rk: Ranking, baselines: Iterable[str] = BASELINES, n_boot: int = 1000,
                        seed: int = 0) -> list[dict]:
-    """One row per label-free objective, then one per complexity baseline, each with its agreement
-    with the supervised accuracy (``eval.correlation.agreement``).
+    """One row per score column (objectives, ensembles, rungs, proxies, probes, the complexity
+    baselines; ``supervised`` when a table is the reference), each with its agreement with the
+    reference (``eval.correlation.agreement``).
 
-    Row keys: ``name``, ``kind`` (``objective`` | ``baseline``), ``agreement`` and ``noise_ceiling``
-    (seed-to-seed Spearman of that objective; NaN for baselines and single-seed runs). Empty when
-    the run has no supervised reference.
+    Row keys: ``name``, ``kind`` (the column's kind), ``uses_labels``, ``agreement`` and
+    ``noise_ceiling`` (seed-to-seed Spearman of that column; NaN for baselines and single-seed runs).
+    Empty when the run has no reference.
     """
-    if not rk.supervised:
+    if not rk.reference:
         return []
     out = []
-    for o in rk.objectives:
-        ag = rk.agreement.get(o) or agreement(rk.column(o), rk.column(SUPERVISED), n_boot=n_boot, seed=seed)
-        out.append({"name": o, "kind": "objective", "agreement": ag,
-                    "noise_ceiling": rk.noise_ceiling.get(o, math.nan)})
-    ref = rk.column(SUPERVISED)
-    for b in baselines:
-        col = rk.column(b)
-        if np.isfinite(col).any():
-            out.append({"name": b, "kind": "baseline", "agreement": agreement(col, ref, n_boot=n_boot, seed=seed),
-                        "noise_ceiling": math.nan})
+    ref = rk.column(REFERENCE)
+    for name, col in rk.columns.items():
+        if col.kind == "baseline" and name not in baselines:
+            continue
+        values = rk.column(name)
+        if not np.isfinite(values).any():
+            continue
+        ag = rk.agreement.get(name) or agreement(values, ref, n_boot=n_boot, seed=seed)
+        out.append({"name": name, "kind": col.kind, "uses_labels": col.uses_labels, "agreement": ag,
+                    "noise_ceiling": rk.noise_ceiling.get(name, math.nan)})
     return out
 
 
 def best_objective(comparison: list[dict]) -> str | None:
-    """The label-free objective whose ranking agrees best with the supervised one: highest
-    Spearman rho, ties broken by Kendall tau, then by name. Baselines never win; None when no
-    objective has a defined rho."""
+    """The label-free objective whose ranking agrees best with the reference: highest Spearman
+    rho, ties broken by Kendall tau, then by name. Other columns never win; None when no objective
+    has a defined rho."""
     cands = [r for r in comparison if r["kind"] == "objective"
              and not math.isnan(r["agreement"]["spearman"]["value"])]
     if not cands:
@@ -257,9 +167,9 @@ def _nan_to(v: float, fill: float) -> float:
 
 
 def rho_difference(rk: Ranking, a: str, b: str, n_boot: int = 1000, ci: float = 0.95, seed: int = 0) -> dict:
-    """Is objective ``a``'s Spearman rho with the supervised accuracy higher than ``b``'s?
+    """Is column ``a``'s Spearman rho with the reference higher than ``b``'s?
 
-    Paired percentile bootstrap over the candidates that have both scores and a supervised
+    Paired percentile bootstrap over the candidates that have both scores and a reference
     accuracy: each resample draws candidates with replacement and recomputes both rhos on the same
     draw (average ranks for ties); resamples where a vector is constant are skipped. Returns
     ``{"a", "b", "n", "value" (rho_a - rho_b), "ci_low", "ci_high", "n_boot_used", "separated"}``;
@@ -267,7 +177,7 @@ def rho_difference(rk: Ranking, a: str, b: str, n_boot: int = 1000, ci: float = 
     """
     from scipy.stats import rankdata, spearmanr
 
-    sa, sb, ref = rk.column(a), rk.column(b), rk.column(SUPERVISED)
+    sa, sb, ref = rk.column(a), rk.column(b), rk.column(REFERENCE)
     keep = np.isfinite(sa) & np.isfinite(sb) & np.isfinite(ref)
     sa, sb, ref = sa[keep], sb[keep], ref[keep]
     n = int(keep.sum())
@@ -296,13 +206,13 @@ def rho_difference(rk: Ranking, a: str, b: str, n_boot: int = 1000, ci: float = 
 def agreement_by_generator(rk: Ranking, n_boot: int = 1000, seed: int = 0) -> dict[str, dict[str, dict]]:
     """``generator -> objective -> agreement`` computed inside each generator's candidates (only
     meaningful, and only computed, when the ranking mixes several generators)."""
-    gens = rk.generator_names
-    if len(gens) < 2 or not rk.supervised:
+    gens = sorted(set(rk.generators.values()))
+    if len(gens) < 2 or not rk.reference:
         return {}
     out: dict[str, dict[str, dict]] = {}
     for g in gens:
         ids = [a for a in rk.arch_ids if rk.generators.get(a) == g]
-        ref = rk.column(SUPERVISED, ids)
+        ref = rk.column(REFERENCE, ids)
         out[g] = {o: agreement(rk.column(o, ids), ref, n_boot=n_boot, seed=seed) for o in rk.objectives}
     return out
 
@@ -311,24 +221,32 @@ def error_populations(rk: Ranking) -> dict[str, dict[str, dict[str, np.ndarray]]
     """Populations for the EDF plots, errors in percent with their candidates' complexity.
 
     ``{"generator": {gen: {"error", "params", "flops"}}, "objective": {name: {...}}}``: per generator
-    the supervised error of its candidates; per objective the label-free error ``100 (1 - score)``,
-    plus ``supervised``. Missing values are NaN; populations without any finite error are left out.
+    the reference error of its candidates; per objective the label-free error ``100 (1 - score)``,
+    plus ``supervised`` / ``reference``. Missing values are NaN; populations without any finite
+    error are left out.
     """
     def pop(objective: str, ids: list[str]) -> dict[str, np.ndarray]:
         return {"error": 100.0 * (1.0 - rk.column(objective, ids)), "params": rk.column("params", ids),
                 "flops": rk.column("flops", ids)}
 
     out: dict[str, dict] = {"generator": {}, "objective": {}}
-    if rk.supervised:
-        for g in rk.generator_names:
-            p = pop(SUPERVISED, [a for a in rk.arch_ids if rk.generators.get(a) == g])
+    if rk.reference:
+        for g in sorted(set(rk.generators.values())):
+            p = pop(REFERENCE, [a for a in rk.arch_ids if rk.generators.get(a) == g])
             if np.isfinite(p["error"]).any():
                 out["generator"][g] = p
-    for o in [*rk.objectives, SUPERVISED]:
+    extra = [SUPERVISED] + ([REFERENCE] if rk.reference_name != SUPERVISED and rk.reference else [])
+    for o in [*(c for c in rk.objectives if rk.columns[c].kind == "objective" and not _is_rung_order(rk, c)),
+              *extra]:
         p = pop(o, rk.arch_ids)
         if np.isfinite(p["error"]).any():
             out["objective"][o] = p
     return out
+
+
+def _is_rung_order(rk: Ranking, name: str) -> bool:
+    """An objective column that orders successive-halving rungs (values above 1: not an accuracy)."""
+    return any(c.kind == "rung" and c.source == name for c in rk.columns.values())
 
 
 def ks_pairs(populations: dict[str, dict[str, np.ndarray]]) -> list[dict]:
@@ -342,29 +260,35 @@ def ks_pairs(populations: dict[str, dict[str, np.ndarray]]) -> list[dict]:
 
 
 def random_curves(rk: Ranking, n_draws: int = 1000, seed: int = 0) -> dict[str, dict]:
-    """The UnNAS random experiment per objective (``eval.correlation.random_experiment``).
+    """The UnNAS random experiment per label-free column (``eval.correlation.random_experiment``):
+    objectives, ensembles and proxies.
 
-    Every curve uses the same candidates: those with a supervised accuracy and a score for every
-    label-free objective (a candidate that failed one job would otherwise make the curves start
-    from different populations). ``{"reference": ..., objective: ...}``: ``reference`` ranks by the
-    supervised accuracy itself (its ``oracle`` and ``random`` rules); each objective's ``proxy``
-    rule picks by that objective's score. Empty without a supervised reference or no complete
-    candidate.
+    Every curve uses the same candidates: those with a reference accuracy and a value in every
+    such column (a candidate that failed one job would otherwise make the curves start from
+    different populations). ``{"reference": ..., column: ...}``: ``reference`` ranks by the
+    reference accuracy itself (its ``oracle`` and ``random`` rules); each column's ``proxy`` rule
+    picks by that column. Empty without a reference or no complete candidate.
     """
-    if not rk.supervised:
+    if not rk.reference:
         return {}
-    ref = rk.column(SUPERVISED)
+    names = curve_columns(rk)
+    ref = rk.column(REFERENCE)
     keep = np.isfinite(ref)
-    for o in rk.objectives:
+    for o in names:
         keep &= np.isfinite(rk.column(o))
     if not keep.any():
         return {}
     ids = [a for a, k in zip(rk.arch_ids, keep) if k]
-    ref = rk.column(SUPERVISED, ids)
+    ref = rk.column(REFERENCE, ids)
     out = {"reference": random_experiment(ref, ref, n_draws=n_draws, seed=seed)}
-    for o in rk.objectives:
+    for o in names:
         out[o] = random_experiment(rk.column(o, ids), ref, n_draws=n_draws, seed=seed)
     return out
+
+
+def curve_columns(rk: Ranking) -> list[str]:
+    """Label-free columns that pick candidates in the random experiment (not rungs or baselines)."""
+    return [c.name for c in rk.columns.values() if c.kind in ("objective", "ensemble", "proxy")]
 
 
 # ------------------------------------------------------------------ everything at once
@@ -402,17 +326,18 @@ def analyze(runs: list[RunInfo], n_boot: int = 1000, n_draws: int = 1000, seed: 
     scores = {(r.config.get("eval") or {}).get("score") for r in runs}
     warnings = []
     if len(runs) > 1:
-        diff = config_differences(runs)
+        diff = config_differences(runs, ("data", "train", "eval", "reference", "proxy"))
         if diff:
             warnings.append("the runs differ in " + ", ".join(diff) + ": their numbers are not directly comparable")
     score_label = SCORE_LABELS.get(next(iter(scores)), "label-free score") if len(scores) == 1 else "label-free score"
     pretext = [o.strip() for r in runs for o in str((r.config.get("run") or {}).get("pretext", "")).split(",")]
-    rk = build_ranking(rows, n_boot=n_boot, seed=seed, objective_order=[o for o in pretext if o])
+    rk, notes = ranking_of(rows, runs[0].config, n_boot=n_boot, seed=seed, objective_order=[o for o in pretext if o])
+    warnings += notes
     if not rows:
         warnings.append("the store holds no jobs yet")
-    elif not rk.supervised:
-        warnings.append("no finished supervised job: agreement, scatter plots and the random experiment "
-                        "need the supervised reference")
+    elif not rk.reference:
+        warnings.append("no reference (a finished supervised job or a reference table): agreement, scatter plots "
+                        "and the random experiment need one")
     comparison = compare_objectives(rk, n_boot=n_boot, seed=seed)
     best = best_objective(comparison)
     diffs = [rho_difference(rk, best, o, n_boot=n_boot, seed=seed) for o in rk.objectives if best and o != best]
@@ -420,3 +345,55 @@ def analyze(runs: list[RunInfo], n_boot: int = 1000, n_draws: int = 1000, seed: 
     return Analysis(runs, rows, rk, comparison, best, diffs,
                     agreement_by_generator(rk, n_boot=n_boot, seed=seed), pops, ks_pairs(pops["generator"]),
                     random_curves(rk, n_draws=n_draws, seed=seed), summarize(rows), score_label, warnings)
+
+
+def ranking_of(rows: list[JobRow], config: dict, *, strict: bool = False, n_boot: int = 1000, seed: int = 0,
+               objective_order: Iterable[str] = ()) -> tuple[Ranking, list[str]]:
+    """The :class:`Ranking` of ``rows`` as a run's saved ``config`` defines it: its reference table
+    (``reference.path``), proxies, ensembles and primary column. A table that cannot be read, or
+    candidates absent from it, raise :class:`UserError` when ``strict`` and are notes otherwise."""
+    from unnas.registry import PROXIES
+
+    run, ref_cfg = config.get("run") or {}, config.get("reference") or {}
+    notes: list[str] = []
+    reference, ref_name = None, ""
+    if ref_cfg.get("path"):
+        try:
+            reference = reference_values(ref_cfg, _specs(rows))
+            ref_name = Path(ref_cfg["path"]).name
+        except UserError as e:
+            if strict:
+                raise
+            notes.append(f"reference table not used: {e}")
+    proxies = {r.objective: bool(PROXIES.meta(r.objective).get("log_scale", False))
+               for r in rows if r.objective in PROXIES}
+    ensembles = [parse_ensemble(e) for e in run.get("ensembles") or []]
+    rk = build_ranking(rows, reference=reference, reference_name=ref_name, proxies=proxies, ensembles=ensembles,
+                       primary=(config.get("eval") or {}).get("score", "pretext"), objective_order=objective_order,
+                       n_boot=n_boot, seed=seed)
+    return rk, notes
+
+
+def _specs(rows: Iterable[JobRow]):
+    from unnas.spec import ArchSpec
+
+    seen: dict[str, ArchSpec] = {}
+    for r in rows:
+        if r.arch_id not in seen:
+            seen[r.arch_id] = ArchSpec.from_json(r.spec)
+    return list(seen.values())
+
+
+def reference_values(ref_cfg: dict, specs) -> dict[str, float]:
+    """``arch_id -> accuracy`` from the table ``ref_cfg`` names (``path``, ``key_column``,
+    ``value_column``), for every spec; a spec absent from the table is an error naming it."""
+    from unnas.references import load_reference
+
+    table = load_reference(ref_cfg["path"], ref_cfg.get("key_column", ""), ref_cfg.get("value_column", ""))
+    by_gen: dict[str, list] = {}
+    for spec in specs:
+        by_gen.setdefault(spec.generator, []).append(spec)
+    out: dict[str, float] = {}
+    for gen, ss in by_gen.items():
+        out.update(table.canonical(gen).lookup(ss))
+    return out

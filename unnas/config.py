@@ -11,14 +11,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from unnas.errors import UserError
-from unnas.registry import OBJECTIVES
+from unnas.registry import OBJECTIVES, PROXIES
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    score: str = "knn"  # label-free score: knn | pretext
+    # which column ranks the candidates: pretext (the objective's own label-free held-out score,
+    # the default) or a probe that reads labels: knn | linear
+    score: str = "pretext"
+    probes: str = "knn"  # probes computed beside the label-free score (they use labels): knn,linear or ""
     knn_k: int = 200
     knn_t: float = 0.1
     batch_size: int = 256
@@ -82,7 +85,10 @@ class RunConfig:
     num_archs: int = 8
     seeds: int = 1  # training seeds per candidate
     master_seed: int = 0  # seeds the population sample
-    supervised: bool = True  # also train the supervised reference
+    # also train the supervised reference; null = yes, unless a reference table is given
+    supervised: Optional[bool] = None
+    proxies: str = ""  # comma-separated zero-cost proxies, each a job without training
+    ensembles: list[str] = field(default_factory=list)  # each a comma-separated list of label-free scores
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     wandb: str = "disabled"  # disabled | offline | online
     wandb_project: str = "unnas"
@@ -92,24 +98,58 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class BudgetConfig:
+    """How much training each candidate gets: ``fixed`` (every candidate ``train.epochs``) or ``sh``
+    (successive halving: every candidate trains to the first rung, the best 1/eta by ``score``
+    continue from their own checkpoints to the next, ...; the cosine schedule spans the last rung)."""
+
+    kind: str = "fixed"  # fixed | sh
+    rungs: list[int] = field(default_factory=list)  # epochs per rung, increasing; [] = train.epochs / eta^k
+    eta: int = 3
+    score: str = ""  # the score column that selects survivors ("" = the first objective's label-free score)
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """A published table to compare rankings with (unnas.references): CSV or JSON."""
+
+    path: str = ""
+    key_column: str = ""  # "" = structure | arch | arch_str | key
+    value_column: str = ""  # "" = accuracy | mean_acc | test_acc | acc
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Shared settings of the zero-cost proxy jobs."""
+
+    loss: str = "rotation"  # the label-free objective whose loss the gradient proxies use
+    batch_size: int = 64  # images of the training split each proxy sees (drawn with the job seed)
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
     objectives: dict[str, Any] = field(default_factory=dict)  # name -> option dataclass
 
 
-_SECTIONS = ("data", "model", "train", "eval", "run")
+_SECTIONS = ("data", "model", "train", "eval", "run", "budget", "reference", "proxy")
 
 
 def _objective_configs() -> dict[str, type]:
+    """Option sections of the registered objectives and proxies (their names never collide)."""
     out = {}
-    for name in OBJECTIVES.names():
-        cls = OBJECTIVES.meta(name).get("config")
-        if cls is not None:
-            out[name] = cls
+    for reg in (OBJECTIVES, PROXIES):
+        for name in reg.names():
+            cls = reg.meta(name).get("config")
+            if cls is not None:
+                out[name] = cls
     return out
 
 

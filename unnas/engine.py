@@ -165,8 +165,12 @@ def make_optimizer(params: list, cfg, total: int, spe: int):
 def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str | torch.device = "cpu",
           checkpoint_dir: str | Path | None = None, progress: Progress | None = None,
           sampler: Sampler | None = None, config: dict | None = None,
-          log: Callable[[str], None] | None = None) -> TrainResult:
-    """Train ``objective`` on ``split`` following ``cfg`` (a :class:`~unnas.config.TrainConfig`)."""
+          log: Callable[[str], None] | None = None, stop_epoch: int = 0) -> TrainResult:
+    """Train ``objective`` on ``split`` following ``cfg`` (a :class:`~unnas.config.TrainConfig`).
+
+    ``stop_epoch > 0`` stops after that epoch of the schedule (the learning rate follows the
+    whole schedule; a later call with a larger ``stop_epoch`` and the same checkpoint folder
+    continues from the checkpoint, exactly as if the run had never stopped)."""
     if cfg.epochs < 0 or cfg.steps < 0:
         raise UserError("train.epochs", cfg.epochs, "a non-negative number of epochs (or train.steps > 0)")
     if cfg.batch_size <= 0:
@@ -200,7 +204,8 @@ def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str
             result.resumed_from_epoch = start_epoch
     t0 = time.perf_counter()
     labels_all = split.labels
-    for epoch in range(start_epoch, epochs):
+    last = min(epochs, stop_epoch) if stop_epoch > 0 else epochs
+    for epoch in range(start_epoch, last):
         objective.train()
         order = sampler(labels_all, epoch, gen)
         n_steps = min(spe, total - step, max(1, len(order) // cfg.batch_size))

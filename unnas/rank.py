@@ -34,9 +34,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="training budget in steps (overrides --epochs)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--score", choices=["knn", "pretext"], help="label-free score: kNN accuracy of the "
-                                                              "features or the pretext task's own accuracy")
-    p.add_argument("--no-supervised", action="store_true", help="skip the supervised reference")
+    p.add_argument("--score", choices=["pretext", "knn", "linear"],
+                   help="the column that ranks candidates: pretext (default: each objective's own label-free held-out "
+                        "score) or a probe that reads labels (knn, linear; see --probes)")
+    p.add_argument("--probes", help="probes computed beside the label-free score, which read labels: knn (default), "
+                                    "knn,linear, or none")
+    p.add_argument("--proxies", metavar="NAME[,NAME]",
+                   help="zero-cost proxies, each a job without training (e.g. synflow,naswot,jacob_cov); "
+                        "with --pretext none nothing is trained")
+    p.add_argument("--ensemble", action="append", default=[], metavar="SCORE,SCORE[,...]",
+                   help="combine label-free scores (objectives, proxies, params, flops) by mean rank; repeatable")
+    p.add_argument("--reference", metavar="FILE",
+                   help="published table (CSV: structure,accuracy columns; or JSON as NAS-Bench-Macro's) to compare "
+                        "every ranking with; the supervised jobs then run only with --supervised")
+    p.add_argument("--budget", choices=["fixed", "sh"], help="fixed (every candidate --epochs) or sh (successive "
+                                                             "halving over rungs of epochs)")
+    p.add_argument("--rungs", metavar="E,E,...", help="successive-halving rungs in epochs, e.g. 1,3,9 "
+                                                      "(default: --epochs / eta^k)")
+    p.add_argument("--eta", type=int, help="successive halving: keep the best 1/eta at each rung (default 3)")
+    sup = p.add_mutually_exclusive_group()
+    sup.add_argument("--supervised", dest="supervised", action="store_true", default=None,
+                     help="also train every candidate with labels (the default without --reference)")
+    sup.add_argument("--no-supervised", dest="supervised", action="store_false", help="skip the supervised jobs")
     p.add_argument("--name", help="run folder name under --runs-dir (default: derived from the options)")
     p.add_argument("--runs-dir", help="where run folders are created (default: runs)")
     p.add_argument("--config", help="YAML config file (sections data, model, train, eval, run, <objective>)")
@@ -74,12 +93,17 @@ def options_to_config(a: argparse.Namespace) -> dict:
              ("model", "max_params", a.max_params), ("model", "min_flops", a.min_flops),
              ("model", "max_flops", a.max_flops), ("data", "name", a.data),
              ("data", "root", a.data_root), ("train", "epochs", a.epochs), ("train", "steps", a.steps),
-             ("train", "batch_size", a.batch_size), ("train", "lr", a.lr), ("eval", "score", a.score)]
+             ("train", "batch_size", a.batch_size), ("train", "lr", a.lr), ("eval", "score", a.score),
+             ("run", "proxies", a.proxies), ("run", "supervised", a.supervised), ("reference", "path", a.reference),
+             ("budget", "kind", a.budget), ("budget", "eta", a.eta),
+             ("eval", "probes", None if a.probes is None else ("" if a.probes == "none" else a.probes))]
     for sec, key, val in pairs:
         if val is not None:
-            base[sec][key] = val
-    if a.no_supervised:
-        base["run"]["supervised"] = False
+            base.setdefault(sec, {})[key] = val
+    if a.ensemble:
+        base["run"]["ensembles"] = list(a.ensemble)
+    if a.rungs:
+        base.setdefault("budget", {})["rungs"] = parse_int_list("--rungs", a.rungs)
     params = {}
     if a.generator and ":" in a.generator:  # timm:resnet18 -> generator timm, model resnet18
         from unnas.population import parse_generator
@@ -91,6 +115,13 @@ def options_to_config(a: argparse.Namespace) -> dict:
         params = {**params, **parse_params(a.params)}
         base["model"]["params"] = params
     return {k: v for k, v in base.items() if v}
+
+
+def parse_int_list(field: str, text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise UserError(field, text, "comma-separated integers, e.g. 1,3,9") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,17 +17,15 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from unnas import config as config_mod
-from unnas.analysis import build_ranking, dumps, fmt_corr
+from unnas.analysis import dumps
 from unnas.config import Config
 from unnas.engine import resolve_device
 from unnas.errors import UserError
@@ -38,11 +36,9 @@ from unnas.runner import (
     EXECUTION_TRAIN_FIELDS,
     EXECUTORS,
     RETRY_STATUSES,
-    SUPERVISED,
     Hooks,
     JobContext,
     check_ray_address,
-    checkpoint_dir,
     data_key,
     dataset_for,
     discard_checkpoints,
@@ -50,7 +46,8 @@ from unnas.runner import (
     job_config,
     make_executor,
     objectives_of,
-    plan_jobs,
+    pretexts_of,
+    proxies_of,
     resolve_parallelism,
 )
 from unnas.store import Store, summarize
@@ -61,7 +58,9 @@ _NAME = re.compile(r"[A-Za-z0-9_+\-][A-Za-z0-9._+\-]{0,199}")
 
 def default_name(cfg: Config) -> str:
     d = config_mod.to_dict(cfg)
-    d["run"] = {k: v for k, v in d["run"].items() if k in ("pretext", "num_archs", "seeds", "master_seed", "supervised")}
+    d["run"] = {k: v for k, v in d["run"].items() if k in ("pretext", "num_archs", "seeds", "master_seed", "supervised",
+                                                         "proxies")}
+    d.pop("reference", None)  # the comparison table can change; the jobs do not depend on it
     h = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:6]
     pre = cfg.run.pretext.replace(",", "+")
     return f"{cfg.model.generator}-{pre}-{cfg.data.name}-{h}"
@@ -83,7 +82,6 @@ def validate(cfg: Config) -> None:
               ("--seeds", cfg.run.seeds, cfg.run.seeds >= 1, "an integer >= 1"),
               ("eval.knn_k", cfg.eval.knn_k, cfg.eval.knn_k >= 1, "an integer >= 1"),
               ("eval.knn_t", cfg.eval.knn_t, cfg.eval.knn_t > 0, "a positive number"),
-              ("--score", cfg.eval.score, cfg.eval.score in ("knn", "pretext"), "knn, pretext"),
               ("--wandb", cfg.run.wandb, cfg.run.wandb in WANDB_MODES, ", ".join(WANDB_MODES)),
               ("--executor", cfg.run.executor, cfg.run.executor in EXECUTORS, ", ".join(EXECUTORS)),
               ("--workers", cfg.run.workers, cfg.run.workers >= 0, "an integer >= 1 (0 = from the core count)"),
@@ -123,9 +121,10 @@ def prepare_run_dir(cfg: Config) -> Path:
             old = {}
         # only what determines the results: the core sections and the options of the objectives used
         # (a plugin installed later adds sections; execution details may change between runs)
-        sections = ("data", "model", "train", "eval", "run", *objectives_of(cfg))
+        sections = ("data", "model", "train", "eval", "run", "budget", "proxy", *objectives_of(cfg), *proxies_of(cfg))
         keep = {"run": ("device", "wandb", "wandb_project", "executor", "workers", "threads_per_worker",
-                        "runs_dir", "name"),
+                        "runs_dir", "name", "ensembles"),
+                "eval": ("score",),
                 "train": EXECUTION_TRAIN_FIELDS}
         new = config_mod.to_dict(cfg)
 
@@ -178,6 +177,61 @@ def complexity_summary(specs, in_channels: int, image_size: int, device_type: st
     return line, heavy
 
 
+def check_scores(cfg: Config) -> None:
+    """Proxies, ensembles, the budget and the probe / ranking-column choice, before anything runs."""
+    from unnas.jobs import parse_probes
+    from unnas.scores import BASELINES, parse_ensemble
+    from unnas.strategies.population import sh_rungs
+
+    pretexts, proxies = pretexts_of(cfg), proxies_of(cfg)
+    probes = parse_probes(cfg.eval.probes)
+    if cfg.eval.score not in ("pretext", *probes):
+        raise UserError("--score", cfg.eval.score, ["pretext", *probes],
+                        message="the ranking column must be the label-free score or a probe in eval.probes")
+    if proxies:
+        loss = objective_class(cfg.proxy.loss)
+        if loss.uses_labels:
+            raise UserError("proxy.loss", cfg.proxy.loss, "a label-free objective", message="proxies must not read labels")
+        if cfg.proxy.batch_size < 2:
+            raise UserError("proxy.batch_size", cfg.proxy.batch_size, "an integer >= 2")
+    allowed = [*pretexts, *proxies, *BASELINES]
+    for text in cfg.run.ensembles:
+        parts = parse_ensemble(text)
+        if len(parts) < 2 or len(set(parts)) != len(parts):
+            raise UserError("--ensemble", text, "two or more distinct label-free scores, comma-separated")
+        for part in parts:
+            if part not in allowed:
+                raise UserError("--ensemble", part, allowed, message="ensembles combine the run's label-free scores "
+                                                                     "(objectives, proxies, params, flops)")
+    if cfg.budget.kind not in ("fixed", "sh"):
+        raise UserError("--budget", cfg.budget.kind, "fixed, sh")
+    if cfg.budget.kind == "sh":
+        if not pretexts:
+            raise UserError("--budget", "sh", "a label-free objective to train", message="successive halving needs one")
+        if cfg.train.steps:
+            raise UserError("--steps", cfg.train.steps, "0 with --budget sh (rungs are in epochs)")
+        sh_rungs(cfg.budget.rungs, cfg.train.epochs, cfg.budget.eta)
+        if cfg.budget.score and cfg.budget.score not in [*pretexts, *(ensemble_names(cfg))]:
+            raise UserError("budget.score", cfg.budget.score, [*pretexts, *ensemble_names(cfg)])
+
+
+def ensemble_names(cfg: Config) -> list[str]:
+    from unnas.scores import ensemble_name, parse_ensemble
+
+    return [ensemble_name(parse_ensemble(e)) for e in cfg.run.ensembles]
+
+
+def resolve_budget(cfg: Config) -> tuple[Config, list[int]]:
+    """Successive halving trains on one schedule spanning the last rung: ``train.epochs`` becomes it."""
+    if cfg.budget.kind != "sh":
+        return cfg, []
+    from unnas.strategies.population import sh_rungs
+
+    rungs = sh_rungs(cfg.budget.rungs, cfg.train.epochs, cfg.budget.eta)
+    cfg = config_mod.replace(cfg, train={"epochs": rungs[-1]}, budget={"rungs": rungs})
+    return cfg, rungs
+
+
 def run_ranking(cfg: Config, quiet: bool = False, *, retry_failed: bool = False, join: bool = False,
                 ray_address: str = "", plugins: tuple[str, ...] = ()) -> int:
     """Run (or resume) a ranking run; returns the exit status (0, or 130 when interrupted).
@@ -190,70 +244,88 @@ def run_ranking(cfg: Config, quiet: bool = False, *, retry_failed: bool = False,
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     import_plugins(plugins)
     validate(cfg)
+    check_scores(cfg)
+    cfg, rungs = resolve_budget(cfg)
     ray_address = check_ray_address(ray_address)
     from unnas.population import sample_population
 
     data = dataset_for(cfg)  # data errors surface here, before anything is written
     info = DataInfo.of(data)
     objectives = objectives_of(cfg)
-    for obj in objectives:
+    checked = list(objectives) + ([cfg.proxy.loss] if proxies_of(cfg) else [])
+    for obj in dict.fromkeys(checked):
         cls = objective_class(obj)
         cls.check_data(info, cfg.objectives.get(obj))
         cls.check_run(cfg.objectives.get(obj), cfg.train, info)
-    in_ch = objective_class(objectives[0]).input_channels(data.channels)
+    in_ch = objective_class(checked[0]).input_channels(data.channels)
     specs = sample_population(cfg.model.generator, cfg.run.num_archs, cfg.run.master_seed,
                               dict(cfg.model.params), in_channels=in_ch, image_size=data.image_size[0],
                               **complexity_ranges(cfg.model))
+    if cfg.reference.path:  # a bad table, or a candidate absent from it: refused before any job
+        from unnas.analysis import reference_values
+
+        reference_values(config_mod.to_dict(cfg)["reference"], specs)
     run_dir = prepare_run_dir(cfg)
     lock = RunLock(run_dir, shared=join, log=lambda m: console.print(f"[yellow]{m}[/]"))
     lock.acquire()  # LockedError (exit 2) names the runner that holds the folder
     try:
-        return _run_locked(cfg, run_dir, data, specs, objectives, console, quiet, retry_failed, join, ray_address,
-                           tuple(plugins))
+        return _run_locked(cfg, run_dir, data, specs, objectives, rungs, console, quiet, retry_failed, join,
+                           ray_address, tuple(plugins))
     finally:
         lock.release()
 
 
-def _run_locked(cfg, run_dir, data, specs, objectives, console, quiet, retry_failed, join, ray_address,
+def _run_locked(cfg, run_dir, data, specs, objectives, rungs, console, quiet, retry_failed, join, ray_address,
                 plugins) -> int:
+    from unnas.analysis import ranking_of
+    from unnas.registry import STRATEGIES
+    from unnas.rounds import RoundRunner
+    from unnas.strategies.base import SearchSpace
+    from unnas.strategies.loop import drive
+    from unnas.summary import job_line, print_ranking, round_line
+
     _write_atomic(run_dir / "config.yaml", config_mod.to_yaml(cfg))
-    jobs = plan_jobs(cfg, specs)
+    cfg_dict = config_mod.to_dict(cfg)
+    proxies = proxies_of(cfg)
     with Store(run_dir / "store.sqlite") as store:
-        statuses = store.statuses()
-        rerun = set(RETRY_STATUSES) if retry_failed else set()
-        todo = [j for j in jobs if statuses.get(j.job_id) in rerun or j.job_id not in statuses]
-        kept = [j for j in jobs if statuses.get(j.job_id) in RETRY_STATUSES and not retry_failed]
-        for j in jobs:  # a crash between a commit and the cleanup can leave checkpoints of finished jobs
-            if statuses.get(j.job_id) == "done":
-                shutil.rmtree(checkpoint_dir(run_dir, j.job_id), ignore_errors=True)
         workers, threads = resolve_parallelism(cfg)
         ex = cfg.run.executor
         run_cfg = job_config(cfg, threads)  # the engine applies the thread count: same arithmetic everywhere
-        tracker = Tracker(run_dir, cfg.run.wandb, cfg.run.wandb_project, config_mod.to_dict(cfg), run_dir.name)
-        tracker.log("run_start", jobs=len(jobs), todo=len(todo), data=data.summary(), argv=sys.argv, executor=ex,
-                    workers=workers, threads=threads, pid=os.getpid(), join=join, retry_failed=retry_failed)
+        tracker = Tracker(run_dir, cfg.run.wandb, cfg.run.wandb_project, cfg_dict, run_dir.name)
+        tracker.log("run_start", candidates=len(specs), data=data.summary(), argv=sys.argv, executor=ex,
+                    workers=workers, threads=threads, pid=os.getpid(), join=join, retry_failed=retry_failed,
+                    rungs=rungs)
         console.print(f"[bold]unnas.rank[/] {run_dir}  data={data.name} ({len(data.train)} train / "
-                      f"{len(data.test)} test)  generator={cfg.model.generator}  objectives={','.join(objectives)}")
+                      f"{len(data.test)} test)  generator={cfg.model.generator}  "
+                      f"objectives={','.join(objectives) or 'none'}" + (f"  proxies={','.join(proxies)}" if proxies else "")
+                      + (f"  reference={cfg.reference.path}" if cfg.reference.path else ""))
         par = "" if ex == "local" else f" x {workers} workers"
-        console.print(f"{len(specs)} candidates x {len(objectives)} objectives x {cfg.run.seeds} seed(s) = "
-                      f"{len(jobs)} jobs; {len(jobs) - len(todo)} already stored, {len(todo)} to run  "
+        budget = (f"successive halving: rungs {rungs} epochs, eta {cfg.budget.eta}" if rungs
+                  else f"{cfg.train.steps} steps" if cfg.train.steps else f"{cfg.train.epochs} epochs")
+        console.print(f"{len(specs)} candidates x {cfg.run.seeds} seed(s); {budget}  "
                       f"[executor {ex}{par}, {threads or 'default'} thread(s) per job]")
-        if kept:
-            console.print(f"{len(kept)} failed/diverged/timed-out job(s) kept; --retry-failed runs them again")
-        if todo:
-            line, heavy = complexity_summary(specs, objective_class(objectives[0]).input_channels(data.channels),
-                                             data.image_size[0], resolve_device(cfg.run.device).type)
-            console.print(line)
-            if heavy:
-                console.print(f"[yellow]{heavy}[/]")
+        line, heavy = complexity_summary(specs, objective_class((objectives or [cfg.proxy.loss])[0]).input_channels(
+            data.channels), data.image_size[0], resolve_device(cfg.run.device).type)
+        console.print(line)
+        if heavy:
+            console.print(f"[yellow]{heavy}[/]")
         ctx = JobContext(run_cfg, str(run_dir), cfg.run.device, threads, plugins)
         gpus = 1.0 if cfg.run.device.startswith("cuda") else 0.0
         executor = make_executor(ex, workers=workers, threads=threads, ray_address=ray_address, gpus=gpus,
                                  data=data if ex != "local" else None, key=data_key(cfg))
         claims = Claims(run_dir) if join else None
         t0 = time.time()
+        rerun = set(RETRY_STATUSES) if retry_failed else set()
+        rank_round = lambda rows: ranking_of(rows, {**cfg_dict, "reference": {}}, n_boot=0)[0]  # noqa: E731
+        rounds = RoundRunner(cfg, specs, store, lambda todo: _execute(todo, executor, ctx, store, tracker, console,
+                                                                       quiet, claims, rerun, t0, rounds, job_line),
+                             rank_round, select=cfg.budget.score, rungs=rungs, retry=retry_failed,
+                             on_round=lambda k, jobs, todo: console.print(round_line(k, rungs, jobs, todo, store)))
+        name = "sh" if rungs else "fixed"
+        opts = STRATEGIES.meta(name)["config"](specs=tuple(specs), rungs=tuple(rungs), eta=cfg.budget.eta)
+        strategy = STRATEGIES.get(name)(SearchSpace(specs[0].generator, {}), opts, cfg.run.master_seed)
         try:
-            _execute(todo, executor, ctx, store, tracker, console, quiet, claims, rerun, t0)
+            drive(strategy, rounds)
         except KeyboardInterrupt:
             console.print("interrupted: finished jobs are stored; rerun the same command to resume")
             store.export_csv()
@@ -262,13 +334,13 @@ def _run_locked(cfg, run_dir, data, specs, objectives, console, quiet, retry_fai
         finally:
             if claims is not None:
                 claims.release_all()
+        rounds.cleanup()
         store.export_csv()
-        rows = store.rows()
-        job_ids = {j.job_id for j in jobs}
-        rows = [r for r in rows if r.job_id in job_ids]
-        rk = build_ranking(rows)
-        (run_dir / "ranking.json").write_text(dumps({**rk.to_json(), "status": summarize(rows)}))
-        _print_ranking(rk, console, cfg)
+        job_ids = {j.job_id for j in rounds.jobs}
+        rows = [r for r in store.rows() if r.job_id in job_ids]
+        rk, _ = ranking_of(rows, cfg_dict, strict=True, objective_order=objectives)
+        (run_dir / "ranking.json").write_text(dumps({**rk.to_json(), "status": summarize(rows), "rungs": rungs}))
+        print_ranking(rk, console)
         table = rk.table()
         if table:
             cols = list(dict.fromkeys(c for r in table for c in r))  # a candidate with no finished job lacks some
@@ -310,10 +382,11 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _execute(todo, executor, ctx, store, tracker, console, quiet, claims, rerun, t0) -> None:
+def _execute(todo, executor, ctx, store, tracker, console, quiet, claims, rerun, t0, rounds, job_line) -> None:
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, disable=quiet, transient=True)
     running: dict[str, int] = {}
+    by_id = {j.job_id: j for j in todo}
 
     def claim(job) -> bool:
         """--join: take the job unless another runner holds it or has stored it meanwhile."""
@@ -342,7 +415,9 @@ def _execute(todo, executor, ctx, store, tracker, console, quiet, claims, rerun,
         overall = progress.add_task("jobs", total=len(todo))
         for row in executor.run(todo, ctx, hooks):
             store.put(row)  # committed: from here on the job is never run again
-            discard_checkpoints(ctx.run_dir, row)
+            job = by_id.get(row.job_id)
+            if job is not None:
+                discard_checkpoints(ctx.run_dir, row, job.lineage_id, keep=rounds.keeps_checkpoints(job))
             if claims is not None:
                 claims.release(row.job_id)
             tracker.log("job", job_id=row.job_id, arch_id=row.arch_id, objective=row.objective, seed=row.seed,
@@ -350,31 +425,4 @@ def _execute(todo, executor, ctx, store, tracker, console, quiet, claims, rerun,
             if row.job_id in running:
                 progress.remove_task(running.pop(row.job_id))
             progress.advance(overall)
-            m = row.metrics
-            detail = (f"score {m.get('score', float('nan')):.3f} own acc {m.get('objective_acc', float('nan')):.3f}"
-                      if row.status == "done" else row.error or "")
-            progress.console.print(f"  {row.status:8s} {row.objective:12s} {row.arch_id} seed {row.seed} "
-                                   f"({row.seconds:.1f} s) {detail}")
-
-
-def _print_ranking(rk, console: Console, cfg: Config) -> None:
-    t = Table(title="ranking (best label-free score first)")
-    t.add_column("#", justify="right")
-    t.add_column("arch_id")
-    t.add_column("params", justify="right")
-    t.add_column("MFLOPs", justify="right")
-    for o in rk.objectives:
-        t.add_column(f"{o} ({cfg.eval.score})", justify="right")
-    t.add_column("supervised acc", justify="right")
-    pct = lambda v: "-" if v is None or v != v else f"{100 * v:.1f}"  # noqa: E731
-    for i, r in enumerate(rk.table(), 1):
-        t.add_row(str(i), r["arch_id"], f"{r.get('params') or 0:,}", f"{(r.get('flops') or 0) / 1e6:.1f}",
-                  *[pct(r[o]) for o in rk.objectives], pct(r[SUPERVISED]))
-    console.print(t)
-    for o, ag in rk.agreement.items():
-        console.print(f"{o}: Spearman rho {fmt_corr(ag['spearman'])}  Kendall tau {fmt_corr(ag['kendall'])}  "
-                      f"(n={ag['n']}, 95% bootstrap CI, permutation p={ag['spearman']['p_perm']:.3g})")
-    if rk.failed:
-        console.print(f"[yellow]{len(rk.failed)} job(s) did not finish:[/]")
-        for r in rk.failed:
-            console.print(f"  {r.status} {r.objective} {r.arch_id} seed {r.seed}: {r.error}")
+            progress.console.print(job_line(row, job))

@@ -35,6 +35,7 @@ from unnas.analysis import (  # noqa: E402
     Analysis,
     Ranking,
     analyze,
+    curve_columns,
     dumps,
     fmt_corr,
     load_run,
@@ -42,6 +43,7 @@ from unnas.analysis import (  # noqa: E402
 from unnas.cli import ArgumentParser  # noqa: E402
 from unnas.errors import UserError  # noqa: E402
 from unnas.runner import SUPERVISED  # noqa: E402
+from unnas.scores import REFERENCE  # noqa: E402
 
 DPI = 120
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
@@ -59,14 +61,42 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 # ------------------------------------------------------------------ plots
-def scatter(rk: Ranking, objective: str, path: Path, score_label: str = "label-free score") -> Path:
-    """Label-free score vs supervised accuracy, one point per candidate, with rho / tau and CIs.
+def _axis_values(rk: Ranking, name: str) -> tuple[np.ndarray, str]:
+    """A column as plotted: accuracies in percent, log-scaled proxies as log10, others as they are."""
+    v = rk.column(name)
+    if name in rk.percent:
+        return 100 * v, " (%)"
+    col = rk.columns.get(name)
+    if col is not None and col.log_scale:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(v > 0, np.log10(np.where(v > 0, v, 1.0)), np.nan), " (log10)"
+    return v, ""
+
+
+def reference_label(rk: Ranking) -> str:
+    return "supervised test accuracy" if rk.reference_name == SUPERVISED else f"{rk.reference_name} accuracy"
+
+
+KIND_LABELS = {"objective": "label-free held-out score", "ensemble": "mean rank, label-free",
+               "proxy": "zero-cost proxy, label-free", "rung": "label-free score at the rung",
+               "probe": "probe accuracy, uses labels", "supervised": "supervised accuracy, uses labels",
+               "baseline": "label-free"}
+
+
+def column_label(rk: Ranking, name: str) -> str:
+    """An axis / legend label for a column that says what it is and whether it reads labels."""
+    kind = rk.columns[name].kind if name in rk.columns else ""
+    return f"{name} {KIND_LABELS.get(kind, 'score')}"
+
+
+def scatter(rk: Ranking, objective: str, path: Path) -> Path:
+    """A score column vs the reference accuracy, one point per candidate, with rho / tau and CIs.
 
     Candidates are marked by generator when the ranking mixes several."""
     fig = Figure(figsize=(5.6, 4.8), dpi=DPI)
     ax = fig.add_subplot()
     gens = rk.generator_names or [""]
-    x_all, y_all = 100 * rk.column(objective), 100 * rk.column(SUPERVISED)
+    (x_all, unit), y_all = _axis_values(rk, objective), 100 * rk.column(REFERENCE)
     for i, g in enumerate(gens):
         sel = np.array([len(gens) == 1 or rk.generators.get(a) == g for a in rk.arch_ids], dtype=bool)
         ok = sel & np.isfinite(x_all) & np.isfinite(y_all)
@@ -81,8 +111,8 @@ def scatter(rk: Ranking, objective: str, path: Path, score_label: str = "label-f
     if nc == nc:
         title += f"\nseed-to-seed rho {nc:+.3f}"
     ax.set_title(title, fontsize=9)
-    ax.set_xlabel(f"{objective} {score_label} (%)")
-    ax.set_ylabel("supervised test accuracy (%)")
+    ax.set_xlabel(f"{column_label(rk, objective)}{unit}")
+    ax.set_ylabel(f"{reference_label(rk)} (%)")
     if len(gens) > 1:
         ax.legend(title="generator", fontsize=8, title_fontsize=8)
     ax.grid(alpha=0.3)
@@ -136,7 +166,7 @@ def edf_plot(pops: dict[str, dict[str, np.ndarray]], path: Path, title: str, xla
     return _save(fig, path)
 
 
-def random_experiment_plot(curves: dict[str, dict], path: Path, score_label: str = "label-free score") -> Path:
+def random_experiment_plot(curves: dict[str, dict], path: Path, reference: str = "supervised test accuracy") -> Path:
     """Supervised accuracy of the best of m random candidates, picked by each objective's score,
     by the supervised accuracy itself (oracle) and at random. Lines: exact expectation over all
     m-subsets; bands: +-1 standard deviation of the pick's accuracy."""
@@ -151,15 +181,15 @@ def random_experiment_plot(curves: dict[str, dict], path: Path, score_label: str
         ax.plot(m, mu, style, color=color, marker="o", markersize=3.5, label=label)
         ax.fill_between(m, mu - sd, mu + sd, color=color, alpha=0.08, linewidth=0)
 
-    line(ref, "oracle", "best by supervised accuracy (oracle)", "black", "--")
+    line(ref, "oracle", f"best by {reference} (oracle)", "black", "--")
     objs = [o for o in curves if o != "reference"]
     for i, o in enumerate(objs):
-        line(curves[o], "proxy", f"best by {o} {score_label}", _color(i))
+        line(curves[o], "proxy", f"best by {o}", _color(i))
     line(ref, "random", "random pick (population mean)", "grey", ":")
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("m = number of candidates sampled")
-    ax.set_ylabel("supervised test accuracy of the pick (%)")
+    ax.set_ylabel(f"{reference} of the pick (%)")
     ax.set_title(f"random experiment: best of m of the n={ref['n']} candidates with every score\n"
                  f"line = exact expectation over all m-subsets, band = +-1 std", fontsize=9)
     ax.grid(alpha=0.3, which="both")
@@ -177,12 +207,11 @@ def _engineering_log_ticks(axis, lo: float, hi: float) -> None:
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def complexity_plot(rk: Ranking, path: Path, score_label: str = "label-free score",
-                    comparison: list[dict] | None = None) -> Path:
+def complexity_plot(rk: Ranking, path: Path, comparison: list[dict] | None = None) -> Path:
     """Accuracy (supervised and each objective's label-free score) against parameters and FLOPs,
     log x axis; colour = series, marker = generator. Panel titles give Spearman rho of the measure
     with the supervised accuracy (the training-free baseline)."""
-    series = ([SUPERVISED] if rk.supervised else []) + rk.objectives
+    series = ([REFERENCE] if rk.reference else []) + [o for o in rk.objectives if o in rk.percent]
     gens = rk.generator_names or [""]
     fig = Figure(figsize=(11.0, 4.6), dpi=DPI)
     base = {r["name"]: r["agreement"] for r in (comparison or []) if r["kind"] == "baseline"}
@@ -194,9 +223,9 @@ def complexity_plot(rk: Ranking, path: Path, score_label: str = "label-free scor
             for k, g in enumerate(gens):
                 sel = np.array([len(gens) == 1 or rk.generators.get(a) == g for a in rk.arch_ids], dtype=bool)
                 ok = sel & np.isfinite(x) & np.isfinite(y)
-                name = "supervised test accuracy" if s == SUPERVISED else f"{s} {score_label}"
+                name = reference_label(rk) if s == REFERENCE else column_label(rk, s)
                 ax.scatter(x[ok], y[ok], s=26, marker=MARKERS[k % len(MARKERS)], alpha=0.8,
-                           color="black" if s == SUPERVISED else _color(i), edgecolor="black",
+                           color="black" if s == REFERENCE else _color(i), edgecolor="black",
                            linewidth=0.4, label=name if k == 0 else None)
         fx = x[np.isfinite(x)]
         if fx.size and np.all(fx > 0):
@@ -207,8 +236,8 @@ def complexity_plot(rk: Ranking, path: Path, score_label: str = "label-free scor
             ax.set_xlabel(unit)
         ax.set_ylabel("accuracy (%)")
         ag = base.get(measure)
-        ax.set_title(f"{measure} vs accuracy" + (f"\nSpearman({measure}, supervised) {fmt_corr(ag['spearman'])}"
-                                                  if ag else ""), fontsize=9)
+        ax.set_title(f"{measure} vs accuracy" + (f"\nSpearman({measure}, {rk.reference_name}) "
+                                                  f"{fmt_corr(ag['spearman'])}" if ag else ""), fontsize=9)
         ax.grid(alpha=0.3, which="both")
     handles, labels = fig.axes[0].get_legend_handles_labels()
     if len(gens) > 1:
@@ -223,35 +252,40 @@ def complexity_plot(rk: Ranking, path: Path, score_label: str = "label-free scor
     return _save(fig, path)
 
 
+def _file_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)
+
+
 def make_plots(an: Analysis, out_dir: Path) -> list[tuple[str, Path, str]]:
     """Write every plot as a PNG under ``out_dir``; returns ``(key, path, caption)`` per plot."""
-    rk, lab = an.ranking, an.score_label
+    rk = an.ranking
+    ref = reference_label(rk)
     plots = []
-    if rk.supervised:
-        for o in rk.objectives:
-            p = scatter(rk, o, out_dir / f"scatter_{o}.png", lab)
-            plots.append((f"scatter_{o}", p, f"{o}: {lab} vs supervised test accuracy, one point per candidate "
+    if rk.reference:
+        for o in curve_columns(rk):
+            p = scatter(rk, o, out_dir / f"scatter_{_file_name(o)}.png")
+            plots.append((f"scatter_{o}", p, f"{o} ({rk.columns[o].kind}) vs {ref}, one point per candidate "
                                              f"(mean over seeds)."))
     pops = an.populations
     if pops["generator"]:
-        p = edf_plot(pops["generator"], out_dir / "edf_generator.png", "supervised error EDF per generator",
-                     "supervised test error (%)")
-        plots.append(("edf_generator", p, "Error EDF per generator: fraction of candidates with supervised test "
-                                          "error at most x; right: each params bin weighted equally (NDS)."))
+        p = edf_plot(pops["generator"], out_dir / "edf_generator.png", f"error EDF per generator ({ref})",
+                     "test error (%)")
+        plots.append(("edf_generator", p, f"Error EDF per generator: fraction of candidates with error "
+                                          f"(100 - {ref}) at most x; right: each params bin weighted equally (NDS)."))
     if pops["objective"]:
         p = edf_plot(pops["objective"], out_dir / "edf_objective.png",
-                     f"error EDF per objective (100 - {lab}; supervised: test error)", "error (%)",
+                     f"error EDF per objective (100 - label-free score; {ref}: its error)", "error (%)",
                      normalize_by=None)
-        plots.append(("edf_objective", p, f"EDF of each objective's label-free error (100 - {lab}) over the same "
+        plots.append(("edf_objective", p, "EDF of each objective's label-free error (100 - its held-out score) over the same "
                                           "candidates, with the supervised test error for reference."))
     if an.curves:
-        p = random_experiment_plot(an.curves, out_dir / "random_experiment.png", lab)
+        p = random_experiment_plot(an.curves, out_dir / "random_experiment.png", ref)
         plots.append(("random_experiment", p, "Random experiment (UnNAS): sample m candidates, keep the one with "
-                                              "the best score, report its supervised test accuracy."))
+                                              f"the best score, report its {ref}."))
     if any(c.get("params") is not None for c in rk.complexity.values()):
-        p = complexity_plot(rk, out_dir / "complexity.png", lab, an.comparison)
+        p = complexity_plot(rk, out_dir / "complexity.png", an.comparison)
         plots.append(("complexity", p, "Complexity vs accuracy. The panel titles give the agreement of the "
-                                       "complexity measure alone with the supervised accuracy (no training)."))
+                                       f"complexity measure alone with the {ref} (no training)."))
     return plots
 
 
@@ -308,22 +342,23 @@ def _img(path: Path, alt: str) -> str:
 
 def _comparison_html(an: Analysis) -> str:
     if not an.comparison:
-        return '<p class="muted">No supervised reference: nothing to compare with.</p>'
+        return '<p class="muted">No reference (supervised jobs or a table): nothing to compare with.</p>'
     ks_ = sorted({t["spec"] for r in an.comparison for t in r["agreement"]["top_k"]}, key=str)
-    head = ["objective", "n", "Spearman rho [95% CI]", "Kendall tau [95% CI]", "Pearson r [95% CI]",
+    head = ["score", "kind", "labels", "n", "Spearman rho [95% CI]", "Kendall tau [95% CI]", "Pearson r [95% CI]",
             "perm. p (rho)", *[f"top-{_e(k if isinstance(k, int) else f'{100 * k:g}%')} overlap" for k in ks_],
             "pairwise acc.", "seed-to-seed rho"]
     rows, cls = [], []
     for r in an.comparison:
         ag = r["agreement"]
         tk = {t["spec"]: t for t in ag["top_k"]}
-        name = _e(r["name"]) + (" (baseline, no training)" if r["kind"] == "baseline" else "")
-        rows.append([name, str(ag["n"]), _e(fmt_corr(ag["spearman"])), _e(fmt_corr(ag["kendall"])),
+        name = _e(r["name"]) + (" (no training)" if r["kind"] in ("baseline", "proxy") else "")
+        labels = "uses labels" if r.get("uses_labels") else "label-free"
+        rows.append([name, _e(r["kind"]), labels, str(ag["n"]), _e(fmt_corr(ag["spearman"])), _e(fmt_corr(ag["kendall"])),
                      _e(fmt_corr(ag["pearson"])), _num(ag["spearman"]["p_perm"], ".3g"),
                      *[(_num(tk[k]["overlap"], ".2f") + f" (k={tk[k]['k']})") if k in tk else "-" for k in ks_],
                      _num(ag["pairwise_accuracy"], ".3f"), _num(r["noise_ceiling"])])
         cls.append("best" if r["name"] == an.best and r["kind"] == "objective" else
-                   "baseline" if r["kind"] == "baseline" else "")
+                   "baseline" if r["kind"] in ("baseline", "probe", "supervised") else "")
     best = (f"<p>Best-agreeing objective: <b>{_e(an.best)}</b> (highest Spearman rho).</p>" if an.best else
             "<p>No objective has a defined rank correlation.</p>")
     if an.differences:
@@ -339,11 +374,13 @@ def _comparison_html(an: Analysis) -> str:
         best += ("<p>Difference in Spearman rho, paired bootstrap over candidates (95% CI):</p><ul>"
                  + "".join(items) + "</ul>")
     sup_nc = an.ranking.noise_ceiling.get(SUPERVISED, math.nan)
-    note = ('<p class="muted">Agreement of each label-free ranking with the supervised one over the candidates '
-            "where both finished (n). CIs: percentile bootstrap over candidates; p: permutation test of rho; "
+    note = (f'<p class="muted">Agreement of each ranking with the reference ({_e(reference_label(an.ranking))}) '
+            "over the candidates where both are known (n). Label-free columns read no label; probe and supervised "
+            "columns do. CIs: percentile bootstrap over candidates; p: permutation test of rho; "
             "top-k overlap: shared fraction of the two top-k sets; pairwise acc.: fraction of candidate pairs "
             "ordered alike; seed-to-seed rho: rank agreement between training seeds of the same objective "
-            "(the noise ceiling). Baseline rows rank by the complexity measure alone"
+            "(the noise ceiling). Baseline rows rank by the complexity measure alone, proxy rows by a zero-cost score "
+            "of the untrained network"
             + (f"; supervised seed-to-seed rho {sup_nc:+.3f}" if sup_nc == sup_nc else "") + ".</p>")
     out = best + _table(head, rows, row_cls=cls) + note
     if an.by_generator:
@@ -358,9 +395,9 @@ def _ranking_html(an: Analysis) -> str:
     rk = an.ranking
     if not rk.arch_ids:
         return '<p class="muted">No candidates.</p>'
-    objs = rk.objectives
-    key = an.best or (objs[0] if objs else SUPERVISED)
-    cols = {o: rk.column(o) for o in [*objs, SUPERVISED]}
+    objs = [n for n in rk.columns if rk.columns[n].kind != "baseline"]
+    key = an.best or rk.primary or REFERENCE
+    cols = {o: rk.column(o) for o in [*objs, REFERENCE]}
     ranks = {}
     for o, v in cols.items():
         ok = np.isfinite(v)
@@ -371,7 +408,8 @@ def _ranking_html(an: Analysis) -> str:
     order = sorted(range(len(rk.arch_ids)), key=lambda i: (-cols[key][i] if np.isfinite(cols[key][i]) else math.inf,
                                                            rk.arch_ids[i]))
     head = ["#", "arch_id", "generator", "params", "MFLOPs",
-            *[f"{_e(o)} {_e(an.score_label)} % (rank)" for o in objs], "supervised acc. % (rank)"]
+            *[f"{_e(o)}{' (uses labels)' if rk.columns[o].uses_labels else ''}{' %' if o in rk.percent else ''} (rank)"
+              for o in objs], f"{_e(reference_label(rk))} % (rank)"]
     rows = []
     for pos, i in enumerate(order, 1):
         a = rk.arch_ids[i]
@@ -379,9 +417,9 @@ def _ranking_html(an: Analysis) -> str:
         cells = [str(pos), f'<span title="{_e(rk.specs.get(a, ""))}">{_e(a)}</span>', _e(rk.generators.get(a, ""))]
         cells += [f"{cx['params']:,}" if cx.get("params") is not None else "-",
                   f"{cx['flops'] / 1e6:.2f}" if cx.get("flops") is not None else "-"]
-        for o in [*objs, SUPERVISED]:
+        for o in [*objs, REFERENCE]:
             v, r = cols[o][i], ranks[o][i]
-            cells.append(_pct(v) + ("" if math.isnan(r) else f" ({int(r)})"))
+            cells.append((_pct(v) if o in rk.percent else _num(v, ".4g")) + ("" if math.isnan(r) else f" ({int(r)})"))
         rows.append(cells)
     return (f'<p class="muted">Sorted by {_e(key)}; ranks: 1 = best. Scores are means over seeds. '
             f"Hover an arch_id for its spec.</p>" + _table(head, rows, left=3))
@@ -402,7 +440,7 @@ def _ks_html(an: Analysis) -> str:
         return ""
     rows = [[_e(k["a"]), _e(k["b"]), f"{k['D']:.3f}", f"{k['p_value']:.3g}", f"{k['n_a']:g}", f"{k['n_b']:g}"]
             for k in an.ks_generator]
-    return ("<h3>Kolmogorov-Smirnov between generators (supervised error)</h3>"
+    return (f"<h3>Kolmogorov-Smirnov between generators ({_e(reference_label(an.ranking))})</h3>"
             + _table(["A", "B", "D = sup|F_A - F_B|", "p", "n_A", "n_B"], rows, left=2))
 
 
@@ -416,7 +454,8 @@ def _header(an: Analysis) -> str:
              f"{_e(', '.join(str(r.path) for r in an.runs))}</p>",
              f"<p>{len(rk.arch_ids)} candidates; generators: {_e(', '.join(rk.generator_names) or '-')}; "
              f"label-free objectives: {_e(', '.join(rk.objectives) or '-')}; data: {_e(', '.join(data))}; "
-             f"label-free score: {_e(an.score_label)}; jobs: {_e(st or 'none')}.</p>"]
+             f"ranked by: {_e(rk.primary or '-')} ({_e(an.score_label)}); reference: {_e(reference_label(rk))}; "
+             f"jobs: {_e(st or 'none')}.</p>"]
     lines += [f'<div class="warn">{_e(w)}</div>' for w in an.warnings]
     return "\n".join(lines)
 
@@ -439,7 +478,7 @@ def render_html(an: Analysis, plots: list[tuple[str, Path, str]]) -> str:
     sections = [
         _header(an),
         "<h2>Objectives compared</h2>" + _comparison_html(an),
-        "<h2>Label-free score vs supervised accuracy</h2>" + (sc or '<p class="muted">Not available.</p>'),
+        "<h2>Scores vs the reference</h2>" + (sc or '<p class="muted">Not available.</p>'),
         "<h2>Random experiment</h2>" + figs.get("random_experiment", '<p class="muted">Not available.</p>'),
         "<h2>Distribution estimates (EDFs)</h2>" + figs.get("edf_generator", "") + figs.get("edf_objective", "")
         + _ks_html(an),
@@ -466,16 +505,16 @@ def _clean(v: Any) -> Any:
 def wandb_tables(an: Analysis) -> dict[str, tuple[list[str], list[list[Any]]]]:
     """The report's tables as ``key -> (columns, rows)`` with plain values (NaN -> None)."""
     rk = an.ranking
-    objs = rk.objectives
-    cols = ["arch_id", "generator", "params", "flops", *objs, SUPERVISED]
+    objs = [n for n in rk.columns if rk.columns[n].kind != "baseline"]
+    cols = ["arch_id", "generator", "params", "flops", *objs, REFERENCE]
     ranking = [[a, rk.generators.get(a), rk.complexity.get(a, {}).get("params"), rk.complexity.get(a, {}).get("flops"),
-                *[_clean(rk.column(o, [a])[0]) for o in [*objs, SUPERVISED]]] for a in rk.arch_ids]
-    comp_cols = ["name", "kind", "n", "spearman", "spearman_lo", "spearman_hi", "kendall", "kendall_lo",
+                *[_clean(rk.column(o, [a])[0]) for o in [*objs, REFERENCE]]] for a in rk.arch_ids]
+    comp_cols = ["name", "kind", "uses_labels", "n", "spearman", "spearman_lo", "spearman_hi", "kendall", "kendall_lo",
                  "kendall_hi", "p_perm", "pairwise_accuracy", "noise_ceiling", "best"]
     comp = []
     for r in an.comparison:
         ag = r["agreement"]
-        comp.append([_clean(x) for x in (r["name"], r["kind"], ag["n"], ag["spearman"]["value"],
+        comp.append([_clean(x) for x in (r["name"], r["kind"], r.get("uses_labels"), ag["n"], ag["spearman"]["value"],
                                          ag["spearman"]["ci_low"], ag["spearman"]["ci_high"], ag["kendall"]["value"],
                                          ag["kendall"]["ci_low"], ag["kendall"]["ci_high"], ag["spearman"]["p_perm"],
                                          ag["pairwise_accuracy"], r["noise_ceiling"], r["name"] == an.best)])

@@ -47,8 +47,9 @@ import torch.multiprocessing  # noqa: F401 - registers shared-memory pickling of
 from unnas import config as config_mod
 from unnas.config import Config
 from unnas.data import Data, load_dataset
-from unnas.engine import JobTimeout, evaluate_objective, resolve_device, save_atomic, train
+from unnas.engine import JobTimeout, resolve_device, save_atomic, train
 from unnas.errors import DivergedError, UserError
+from unnas.jobs import check_names_unique, job_kind, proxy_metrics, training_metrics
 from unnas.objectives.base import DataInfo, build_objective, objective_class
 from unnas.spec import ArchSpec, build
 from unnas.store import JobRow, Store
@@ -62,47 +63,97 @@ EXECUTION_TRAIN_FIELDS = ("threads", "time_limit", "checkpoint")
 @dataclass(frozen=True)
 class Job:
     spec: ArchSpec
-    objective: str
+    objective: str  # an objective (a training job) or a proxy (a zero-cost job): unnas.jobs.job_kind
     seed: int
     key: str  # hash of the result-affecting configuration
+    stop: int = 0  # train only up to this epoch of the schedule (a successive-halving rung); 0 = all of it
+
+    @property
+    def lineage_id(self) -> str:
+        """The job without its stopping epoch: the rungs of one candidate share it (and its checkpoints)."""
+        text = f"{self.spec.to_json()}|{self.objective}|{self.seed}|{self.key}"
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     @property
     def job_id(self) -> str:
-        text = f"{self.spec.to_json()}|{self.objective}|{self.seed}|{self.key}"
+        if not self.stop:
+            return self.lineage_id
+        text = f"{self.spec.to_json()}|{self.objective}|{self.seed}|{self.key}|stop={self.stop}"
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def config_key(cfg: Config, objective: str) -> str:
-    """Hash of what determines a job's result: data, training budget, evaluation, the objective's options."""
+    """Hash of what determines a job's result. Training jobs: data, training budget, evaluation
+    settings (not the choice of the ranking column), the objective's options. Proxy jobs: data, the
+    proxy settings, the proxy's options (and those of the objective whose loss it uses)."""
     d = config_mod.to_dict(cfg)
-    parts = {k: d[k] for k in ("data", "train", "eval")}
-    parts.pop("train", None)
-    train = dict(d["train"])
-    for k in EXECUTION_TRAIN_FIELDS:
-        train.pop(k, None)
-    parts["train"] = train
-    parts["objective"] = d.get(objective, {})
+    if job_kind(objective) == "proxy":
+        parts = {"data": d["data"], "proxy": d["proxy"], "objective": d.get(objective, {}),
+                 "loss": d.get(cfg.proxy.loss, {})}
+    else:
+        train = {k: v for k, v in d["train"].items() if k not in EXECUTION_TRAIN_FIELDS}
+        ev = {k: v for k, v in d["eval"].items() if k != "score"}
+        parts = {"data": d["data"], "train": train, "eval": ev, "objective": d.get(objective, {})}
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def objectives_of(cfg: Config) -> list[str]:
-    names = [p.strip() for p in cfg.run.pretext.split(",") if p.strip()]
+def wants_supervised(cfg: Config) -> bool:
+    """``run.supervised``; unset: train the supervised reference unless a reference table is given."""
+    return bool(cfg.run.supervised) if cfg.run.supervised is not None else not cfg.reference.path
+
+
+def _names(text: str) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def pretexts_of(cfg: Config) -> list[str]:
+    """The label-free objectives of ``run.pretext`` (``none``: no training, proxies only)."""
+    names = _names(cfg.run.pretext)
+    if names == ["none"]:
+        return []
     if not names:
-        raise UserError("--pretext", cfg.run.pretext, "one or more objective names")
+        raise UserError("--pretext", cfg.run.pretext, "one or more objective names, or none")
     for n in names:
-        objective_class(n)  # unknown names -> UserError listing the registered ones
-    if cfg.run.supervised and SUPERVISED not in names:
-        names.append(SUPERVISED)
+        cls = objective_class(n)  # unknown names -> UserError listing the registered ones
+        if n != SUPERVISED and cls.uses_labels:
+            raise UserError("--pretext", n, "label-free objectives", message=f"objective {n} reads labels")
     return names
 
 
-def plan_jobs(cfg: Config, specs: list[ArchSpec]) -> list[Job]:
+def proxies_of(cfg: Config) -> list[str]:
+    from unnas.registry import PROXIES
+
+    check_names_unique()
+    names = _names(cfg.run.proxies)
+    for n in names:
+        PROXIES.get(n)  # unknown names -> UserError listing the registered proxies
+    return names
+
+
+def objectives_of(cfg: Config) -> list[str]:
+    """Every training objective of a run: the label-free ones, then ``supervised`` when wanted."""
+    names = pretexts_of(cfg)
+    if wants_supervised(cfg) and SUPERVISED not in names:
+        names.append(SUPERVISED)
+    if not names and not proxies_of(cfg):
+        raise UserError("--pretext", cfg.run.pretext, "an objective, or --proxies with --pretext none",
+                        message="nothing to run")
+    return names
+
+
+def plan_jobs(cfg: Config, specs: list[ArchSpec], objectives: list[str] | None = None, stop: int = 0,
+              proxies: bool = True) -> list[Job]:
+    """Jobs for every spec x seed: one per training objective (``objectives``, default all of the
+    run's), trained up to epoch ``stop`` (0 = the whole schedule), and one per proxy."""
+    names = list(objectives_of(cfg) if objectives is None else objectives)
+    if proxies:
+        names += proxies_of(cfg)
     jobs = []
-    for obj in objectives_of(cfg):
+    for obj in names:
         key = config_key(cfg, obj)
         for spec in specs:
             for seed in range(cfg.run.seeds):
-                jobs.append(Job(spec, obj, seed, key))
+                jobs.append(Job(spec, obj, seed, key, stop if job_kind(obj) == "train" else 0))
     return jobs
 
 
@@ -204,11 +255,17 @@ def checkpoint_dir(run_dir: str | Path, job_id: str) -> Path:
     return Path(run_dir) / "checkpoints" / job_id
 
 
-def discard_checkpoints(run_dir: str | Path, row: JobRow) -> None:
+def job_checkpoints(run_dir: str | Path, job: Job) -> Path:
+    """A job's checkpoint folder: per lineage, so each rung of a candidate continues from the last."""
+    return checkpoint_dir(run_dir, job.lineage_id)
+
+
+def discard_checkpoints(run_dir: str | Path, row: JobRow, lineage: str | None = None, keep: bool = False) -> None:
     """After ``row`` is committed: a finished or diverged job no longer needs its checkpoints
-    (a timed-out or failed one keeps them, so ``--retry-failed`` resumes it)."""
-    if row.status in ("done", "diverged"):
-        shutil.rmtree(checkpoint_dir(run_dir, row.job_id), ignore_errors=True)
+    (a timed-out or failed one keeps them, so ``--retry-failed`` resumes it; ``keep``: a rung whose
+    candidate may continue keeps them). ``lineage`` names the folder (default: the job id)."""
+    if row.status in ("done", "diverged") and not keep:
+        shutil.rmtree(checkpoint_dir(run_dir, lineage or row.job_id), ignore_errors=True)
 
 
 def _set_threads(threads: int) -> None:
@@ -223,42 +280,50 @@ def _set_threads(threads: int) -> None:
             pass
 
 
-def _metrics(objective, data: Data, cfg: Config, device: torch.device) -> dict:
-    from eval.features import extract_features
-    from eval.knn import knn_accuracy
-
-    ev = cfg.eval
-    out = {}
-    own = evaluate_objective(objective, data.test, ev.batch_size, seed=0, device=device)
-    out["objective_acc"] = own["acc"]
-    out["objective_loss"] = own["loss"]
-    ftr = extract_features(objective, data.train.images, ev.batch_size, device)
-    fte = extract_features(objective, data.test.images, ev.batch_size, device)
-    if not torch.isfinite(ftr).all() or not torch.isfinite(fte).all():
-        raise DivergedError(-1, float("nan"))
-    out["knn_acc"] = knn_accuracy(ftr, data.train.labels, fte, data.test.labels, ev.knn_k, ev.knn_t,
-                                  data.num_classes)
-    out["score"] = out["knn_acc"] if ev.score == "knn" else out["objective_acc"]
-    return out
-
-
 def new_row(job: Job, status: str = "failed", error: str | None = None) -> JobRow:
     return JobRow(job.job_id, job.spec.arch_id, job.spec.to_json(), job.spec.generator, job.objective, job.seed,
                   status=status, error=error, started_at=time.time(), host=socket.gethostname())
 
 
+def _train_job(job: Job, ctx: JobContext, cfg: Config, data: Data, device: torch.device, on_step, log) -> dict:
+    """Build, train (resuming from the lineage's newest checkpoint) and evaluate; save the model."""
+    from unnas.generators.complexity import count_flops, count_params
+
+    info = DataInfo.of(data)
+    cls = objective_class(job.objective)
+    torch.manual_seed(job.seed)
+    in_ch = cls.input_channels(data.channels)
+    backbone = build(job.spec, in_ch)
+    cx = {"params": count_params(backbone), "flops": count_flops(backbone, (1, in_ch, *data.image_size))}
+    objective = build_objective(job.objective, backbone, info, cfg.objectives.get(job.objective))
+    result = train(objective, data.train, cfg.train, seed=job.seed, device=device,
+                   checkpoint_dir=job_checkpoints(ctx.run_dir, job), progress=on_step, config=ctx.config, log=log,
+                   stop_epoch=job.stop)
+    if result.resumed_from_epoch:
+        log(f"resumed from the checkpoint of epoch {result.resumed_from_epoch}")
+    metrics = {**cx, **training_metrics(objective, data, cfg, device), "steps": result.steps,
+               "epochs": result.history[-1]["epoch"] if result.history else 0,
+               "train_loss": result.history[-1]["loss"] if result.history else float("nan"),
+               "train_acc": result.history[-1]["acc"] if result.history else float("nan"),
+               "resumed_from_epoch": result.resumed_from_epoch}
+    save_atomic({"backbone": objective.backbone.state_dict(), "spec": job.spec.to_json(),
+                 "objective": job.objective, "seed": job.seed, "config": ctx.config},
+                Path(ctx.run_dir) / "models" / f"{job.job_id}.pt")
+    return metrics
+
+
 def run_job(job: Job, ctx: JobContext, on_step: Callable[[int, int, dict], None] | None = None,
             on_log: Callable[[str], None] | None = None) -> JobRow:
-    """Train and evaluate one job; never raises for a candidate's own failure (it is a row).
+    """Run one job (train and evaluate, or compute a proxy); never raises for a candidate's own
+    failure (it is a row).
 
-    Resumes from the job's newest readable epoch checkpoint; notes (resume, refused checkpoints)
+    A training job resumes from its lineage's newest readable epoch checkpoint; notes (resume, refused checkpoints)
     go to ``<run_dir>/logs/<job_id>.log`` and to ``on_log``. Checkpoints are left in place: the
     driver discards them once the row is committed, so a crash in between loses nothing.
     """
     run_dir = Path(ctx.run_dir)
     row = new_row(job)
     t0 = time.perf_counter()
-    ckpt = checkpoint_dir(run_dir, job.job_id)
 
     def log(msg: str) -> None:
         try:
@@ -276,26 +341,10 @@ def run_job(job: Job, ctx: JobContext, on_step: Callable[[int, int, dict], None]
         _set_threads(ctx.threads)
         device = resolve_device(ctx.device)
         data = dataset_for(cfg)
-        info = DataInfo.of(data)
-        cls = objective_class(job.objective)
-        torch.manual_seed(job.seed)
-        backbone = build(job.spec, cls.input_channels(data.channels))
-        from unnas.generators.complexity import count_flops, count_params
-
-        cx = {"params": count_params(backbone),
-              "flops": count_flops(backbone, (1, cls.input_channels(data.channels), *data.image_size))}
-        objective = build_objective(job.objective, backbone, info, cfg.objectives.get(job.objective))
-        result = train(objective, data.train, cfg.train, seed=job.seed, device=device, checkpoint_dir=ckpt,
-                       progress=on_step, config=ctx.config, log=log)
-        if result.resumed_from_epoch:
-            log(f"resumed from the checkpoint of epoch {result.resumed_from_epoch}")
-        metrics = {**cx, **_metrics(objective, data, cfg, device), "steps": result.steps,
-                   "train_loss": result.history[-1]["loss"] if result.history else float("nan"),
-                   "train_acc": result.history[-1]["acc"] if result.history else float("nan"),
-                   "resumed_from_epoch": result.resumed_from_epoch}
-        save_atomic({"backbone": objective.backbone.state_dict(), "spec": job.spec.to_json(),
-                     "objective": job.objective, "seed": job.seed, "config": ctx.config},
-                    run_dir / "models" / f"{job.job_id}.pt")
+        if job_kind(job.objective) == "proxy":
+            metrics = proxy_metrics(job.objective, job.spec, data, cfg, job.seed, device)
+        else:
+            metrics = _train_job(job, ctx, cfg, data, device, on_step, log)
         row.status, row.metrics = "done", metrics
     except DivergedError as e:
         row.status, row.error, row.metrics = "diverged", str(e), {"diverged_step": e.step}

@@ -8,6 +8,8 @@ An objective is an ``nn.Module`` that owns the backbone plus its own heads. It i
   labels to an objective whose ``uses_labels`` is False). ``acc`` is the objective's own
   accuracy on the batch (a 0-dim tensor in [0, 1]) over ``n`` predictions.
 * ``after_step()`` runs after each optimizer step (MoCo's momentum update).
+* ``heldout_score(split, batch_size, seed, device)`` (optional) is the label-free held-out score
+  that ranks candidates when the objective's own accuracy is not it (MoCo: view retrieval).
 * ``eval_input(images)`` is the float tensor the backbone sees for feature extraction;
   ``train_input(images, generator)`` the one it sees in training (used for precise BN).
 * ``input_channels(data_channels)`` (class method) is the channel count the backbone must be
@@ -98,6 +100,11 @@ class Objective(nn.Module):
 
     def after_step(self) -> None:
         pass
+
+    def heldout_score(self, split: Any, batch_size: int, seed: int, device: torch.device) -> float | None:
+        """The objective's label-free held-out score when it is not the objective's own held-out
+        accuracy (``None``, the default: the runner uses that accuracy). Must not read labels."""
+        return None
 
 
 def objective_class(name: str) -> type[Objective]:

@@ -1,0 +1,119 @@
+"""What one job computes, by kind: a *training* job (an objective trained on the candidate, then
+its label-free held-out score and the probes) or a *proxy* job (a zero-cost score of the
+untrained candidate). The runner (:mod:`unnas.runner`) wraps both with checkpoints, error
+handling and the results row.
+
+Metrics of a training job (fractions in [0, 1]):
+
+* ``score``: the label-free held-out score: the objective's own held-out accuracy (rotation,
+  jigsaw, colorization), or its :meth:`~unnas.objectives.base.Objective.heldout_score` (MoCo:
+  view retrieval). It never reads a label. For ``supervised`` it is the test accuracy.
+* ``objective_acc`` / ``objective_loss``: the objective's own held-out accuracy and loss.
+* probes that read labels (``eval.probes``): ``knn_acc_uses_labels`` (weighted kNN of the frozen
+  features, training labels voting), ``linear_acc_uses_labels`` (linear probe on the frozen
+  features, weight decay chosen on the validation split).
+
+Metrics of a proxy job: ``score`` (the proxy's value, higher is better; log-scaled proxies keep
+the raw value, displays take the log), ``proxy_seconds``, and ``params`` / ``flops``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from unnas.config import Config
+from unnas.errors import DivergedError, UserError
+from unnas.registry import OBJECTIVES, PROXIES
+
+PROBES = ("knn", "linear")
+# metric key of each probe; the suffix says it in every output that shows it
+PROBE_METRICS = {"knn": "knn_acc_uses_labels", "linear": "linear_acc_uses_labels"}
+
+
+def job_kind(name: str) -> str:
+    """``train`` for a registered objective, ``proxy`` for a registered proxy (names never collide)."""
+    if name in PROXIES:
+        return "proxy"
+    OBJECTIVES.get(name)  # unknown names -> UserError listing the objectives
+    return "train"
+
+
+def check_names_unique() -> None:
+    clash = sorted(set(OBJECTIVES.names()) & set(PROXIES.names()))
+    if clash:
+        raise UserError("--proxies", clash[0], None, message="a name is both an objective and a proxy")
+
+
+def parse_probes(text: str) -> list[str]:
+    names = [p.strip() for p in (text or "").split(",") if p.strip()]
+    for n in names:
+        if n not in PROBES:
+            raise UserError("eval.probes", text, ", ".join(PROBES) + ' (comma-separated) or ""')
+    return names
+
+
+def training_metrics(objective, data, cfg: Config, device: torch.device) -> dict:
+    """Held-out metrics of a trained objective (see the module docstring)."""
+    from eval.features import extract_features
+    from unnas.engine import evaluate_objective
+
+    ev = cfg.eval
+    own = evaluate_objective(objective, data.test, ev.batch_size, seed=0, device=device)
+    out = {"objective_acc": own["acc"], "objective_loss": own["loss"]}
+    lf = objective.heldout_score(data.test, ev.batch_size, 0, device)
+    out["score"] = own["acc"] if lf is None else float(lf)
+    probes = parse_probes(ev.probes)
+    if not probes:
+        return out
+    split_feats = {s: extract_features(objective, getattr(data, s).images, ev.batch_size, device)
+                   for s in ("train", "val", "test") if s == "train" or s == "test" or "linear" in probes}
+    if not all(torch.isfinite(f).all() for f in split_feats.values()):
+        raise DivergedError(-1, float("nan"))
+    ftr, fte = split_feats["train"], split_feats["test"]
+    if "knn" in probes:
+        from eval.knn import knn_accuracy
+
+        out[PROBE_METRICS["knn"]] = knn_accuracy(ftr, data.train.labels, fte, data.test.labels, ev.knn_k, ev.knn_t,
+                                                 data.num_classes)
+    if "linear" in probes:
+        from eval.linear import linear_probe
+
+        fva = split_feats["val"]
+        res = linear_probe(ftr, data.train.labels, fva if len(fva) else None, data.val.labels if len(fva) else None,
+                           fte, data.test.labels, num_classes=data.num_classes,
+                           **({} if len(fva) else {"weight_decays": (1e-4,)}))
+        out[PROBE_METRICS["linear"]] = res["top1"]
+    return out
+
+
+def proxy_batch(data, cfg: Config, seed: int) -> torch.Tensor:
+    """The uint8 training images every proxy job of ``seed`` sees (the same for every candidate)."""
+    n = min(cfg.proxy.batch_size, len(data.train))
+    gen = torch.Generator().manual_seed(int(seed))
+    return data.train.images[torch.randperm(len(data.train), generator=gen)[:n]]
+
+
+def proxy_metrics(name: str, spec, data, cfg: Config, seed: int, device: torch.device) -> dict:
+    """Build the candidate (torch seed ``seed``), wrap it in the label-free objective ``proxy.loss``
+    and compute proxy ``name`` on :func:`proxy_batch`."""
+    from eval.proxies.base import ProxyInput, compute_proxy
+
+    from unnas.generators.complexity import count_flops, count_params
+    from unnas.objectives.base import DataInfo, build_objective, objective_class
+    from unnas.spec import build
+
+    loss = cfg.proxy.loss
+    cls = objective_class(loss)
+    if cls.uses_labels:
+        raise UserError("proxy.loss", loss, "a label-free objective", message="proxies must not read labels")
+    torch.manual_seed(int(seed))
+    in_ch = cls.input_channels(data.channels)
+    backbone = build(spec, in_ch)
+    cx = {"params": count_params(backbone), "flops": count_flops(backbone, (1, in_ch, *data.image_size))}
+    objective = build_objective(loss, backbone, DataInfo.of(data), cfg.objectives.get(loss)).to(device)
+    x = ProxyInput(objective, proxy_batch(data, cfg, seed).to(device), torch.Generator().manual_seed(int(seed)))
+    t0 = time.perf_counter()
+    value = compute_proxy(name, x, cfg.objectives.get(name))
+    return {**cx, "score": float(value), "proxy_seconds": time.perf_counter() - t0}

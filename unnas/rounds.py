@@ -1,0 +1,105 @@
+"""Evaluate a strategy's round by running its jobs: the ``evaluate`` that
+:func:`unnas.strategies.loop.drive` calls in a ranking or search run.
+
+A round's proposals become jobs (:func:`unnas.runner.plan_jobs`): every label-free objective of the
+run for every proposal and seed, trained up to the proposal's rung (successive halving) or for the
+whole schedule. The first round also carries the jobs every candidate of the population gets once:
+the supervised reference (full schedule) and the zero-cost proxies. Jobs that already have a row
+are not run again (``failed`` / ``diverged`` / ``timeout`` ones only with ``retry``), so a rerun
+replays the store and continues where a killed run stopped. Each committed row is final: its
+checkpoints are discarded, except those of a rung whose candidate may continue.
+
+A proposal's observation is its score in the round's own ranking (:mod:`unnas.scores`): the column
+``select`` (default: the first objective's label-free score; an ensemble name works too) over the
+round's rows, mean over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from unnas.config import Config
+from unnas.runner import Job, checkpoint_dir, plan_jobs, pretexts_of
+from unnas.store import JobRow, Store
+from unnas.strategies.base import Observation, Proposal
+
+
+@dataclass
+class RoundRunner:
+    cfg: Config
+    population: Sequence  # every candidate spec: proxies and the supervised reference run once for each
+    store: Store
+    run: Callable[[list[Job]], None]  # executes jobs, committing one row each (see unnas.ranking)
+    rank: Callable[[list[JobRow]], object]  # rows -> a Ranking (unnas.analysis.ranking_of)
+    select: str = ""  # the column that scores a proposal ("" = the first objective)
+    rungs: Sequence[int] = ()  # successive halving: epochs per rung; () = one full-budget round
+    retry: bool = False
+    on_round: Callable[[int, list[Job], list[Job]], None] | None = None
+    jobs: list[Job] = field(default_factory=list)  # every job planned so far, in order
+    rounds: int = 0
+
+    def stop(self, rung: int) -> int:
+        return int(self.rungs[rung]) if self.rungs else 0
+
+    def keeps_checkpoints(self, job: Job) -> bool:
+        """A rung below the last: its candidate may continue from the checkpoint."""
+        return bool(self.rungs) and 0 < job.stop < int(self.rungs[-1])
+
+    def plan(self, proposals: list[Proposal]) -> list[Job]:
+        pretexts = pretexts_of(self.cfg)
+        jobs: list[Job] = []
+        by_rung: dict[int, list] = {}
+        for p in proposals:
+            by_rung.setdefault(p.rung, []).append(p.spec)
+        for rung, specs in by_rung.items():
+            jobs += plan_jobs(self.cfg, specs, objectives=pretexts, stop=self.stop(rung), proxies=False)
+        if self.rounds == 0:  # once per candidate: the supervised reference and the proxies
+            once = [o for o in plan_jobs(self.cfg, list(self.population), proxies=True)
+                    if o.objective not in pretexts]
+            jobs += once
+        return jobs
+
+    def __call__(self, proposals: list[Proposal]) -> list[Observation]:
+        jobs = self.plan(proposals)
+        self.jobs += jobs
+        statuses = self.store.statuses()
+        rerun = {"failed", "diverged", "timeout"} if self.retry else set()
+        todo = [j for j in jobs if j.job_id not in statuses or statuses[j.job_id] in rerun]
+        if self.on_round is not None:
+            self.on_round(self.rounds, jobs, todo)
+        for j in jobs:  # a crash between a commit and the cleanup can leave checkpoints of finished jobs
+            if statuses.get(j.job_id) == "done" and not self.keeps_checkpoints(j):
+                shutil.rmtree(checkpoint_dir(self.store.path.parent, j.lineage_id), ignore_errors=True)
+        if todo:
+            self.run(todo)
+        self.rounds += 1
+        return self.observe(proposals, jobs)
+
+    def observe(self, proposals: list[Proposal], jobs: list[Job]) -> list[Observation]:
+        ids = {j.job_id for j in jobs} | {j.job_id for j in self.jobs if j.objective not in pretexts_of(self.cfg)}
+        rows = [r for r in self.store.rows() if r.job_id in ids]
+        rk = self.rank(rows)
+        name = self.select or (rk.objectives[0] if rk.objectives else rk.primary)
+        values = dict(zip(rk.arch_ids, rk.column(name))) if name else {}
+        status = {}
+        for r in rows:
+            if r.objective in pretexts_of(self.cfg):
+                status.setdefault(r.arch_id, set()).add(r.status)
+        out = []
+        for p in proposals:
+            v = float(values.get(p.spec.arch_id, math.nan))
+            st = status.get(p.spec.arch_id, {"done"} if math.isfinite(v) else {"failed"})
+            out.append(Observation(p.spec, p.rung, v, "done" if st == {"done"} else sorted(st - {"done"})[0]))
+        return out
+
+    def cleanup(self) -> None:
+        """After the last round: no candidate continues, so every rung's checkpoints can go."""
+        if not self.rungs:
+            return
+        statuses = self.store.statuses()
+        for j in self.jobs:
+            if j.stop and statuses.get(j.job_id) == "done":
+                shutil.rmtree(checkpoint_dir(self.store.path.parent, j.lineage_id), ignore_errors=True)
