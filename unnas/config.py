@@ -29,6 +29,7 @@ class DataConfig:
     val_fraction: float = 0.1  # carved from train, stratified
     test_fraction: float = 0.2  # only for datasets without an official test split
     subset_per_class: int = 0  # keep at most this many training images per class (0 = all)
+    test_subset: int = 0  # evaluate on a seeded uniform subset of this many test images (0 = all)
     imbalance: float = 1.0  # long-tail imbalance ratio rho (1 = balanced)
     download: bool = False  # torchvision datasets only
     seed: int = 0  # split / subset randomness

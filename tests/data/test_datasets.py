@@ -29,6 +29,19 @@ def test_digits_resize_and_subset():
     assert d.train.class_counts(10) == [5] * 10
 
 
+def test_test_subset_is_a_seeded_uniform_subset_of_the_test_split():
+    full = load_dataset(DataConfig(image_size=8))
+    sub = load_dataset(DataConfig(image_size=8, test_subset=50))
+    again = load_dataset(DataConfig(image_size=8, test_subset=50))
+    assert len(sub.test) == 50 and torch.equal(sub.test.images, again.test.images)
+    rows = {bytes(x.numpy()) for x in full.test.images}
+    assert all(bytes(x.numpy()) in rows for x in sub.test.images)  # a subset of the same test split
+    assert torch.equal(sub.train.images, full.train.images)  # training data unchanged
+    assert len(load_dataset(DataConfig(image_size=8, test_subset=10 ** 6)).test) == len(full.test)
+    with pytest.raises(UserError, match="data.test_subset"):
+        load_dataset(DataConfig(image_size=8, test_subset=-1))
+
+
 def _write_idx(path, arr: np.ndarray, code: int):
     header = bytes([0, 0, code, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
     with gzip.open(path, "wb") as f:

@@ -135,6 +135,12 @@ def load_dataset(cfg) -> Data:
         tr_x, tr_y = tr_x[keep], tr_y[keep]
     else:
         te_x, te_y = raw.test_images, raw.test_labels.astype(np.int64)
+    if cfg.test_subset:
+        if cfg.test_subset < 0:
+            raise UserError("data.test_subset", cfg.test_subset, "a positive number of images (0 = the whole test split)")
+        if cfg.test_subset < len(te_y):  # uniform (not stratified: no label chooses it), in dataset order
+            idx = np.sort(np.random.default_rng(cfg.seed + 3).permutation(len(te_y))[: cfg.test_subset])
+            te_x, te_y = te_x[idx], te_y[idx]
     # validation split first (from the balanced train set), then long-tail the rest
     keep, val = stratified_split(tr_y, cfg.val_fraction, cfg.seed)
     va_x, va_y = tr_x[val], tr_y[val]
