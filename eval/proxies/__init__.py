@@ -1,0 +1,10 @@
+"""Zero-cost proxies: scores of an untrained candidate from one label-free batch (``PROXIES``).
+
+Importing this package registers every proxy (``unnas.registry.load_all`` imports its modules):
+``synflow``, ``naswot``, ``jacob_cov``, ``swap``, ``swap_reg``, ``zico``, ``grad_norm``, ``snip``,
+``grasp``, ``fisher``, ``params``, ``flops``. The contract is in :mod:`eval.proxies.base`.
+"""
+
+from eval.proxies.base import NonFiniteProxy, ProxyInput, compute_proxy, images_needed, scaled
+
+__all__ = ["NonFiniteProxy", "ProxyInput", "compute_proxy", "images_needed", "scaled"]
