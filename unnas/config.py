@@ -123,8 +123,9 @@ class ReferenceConfig:
 class ProxyConfig:
     """Shared settings of the zero-cost proxy jobs."""
 
-    loss: str = "rotation"  # the label-free objective whose loss the gradient proxies use
-    batch_size: int = 64  # images of the training split each proxy sees (drawn with the job seed)
+    # the label-free objective whose loss the gradient proxies use (each proxy's batch size is an
+    # option of its own section, e.g. naswot.batch_size)
+    loss: str = "rotation"
 
 
 @dataclass(frozen=True)

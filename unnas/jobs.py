@@ -14,7 +14,9 @@ Metrics of a training job (fractions in [0, 1]):
   features, weight decay chosen on the validation split).
 
 Metrics of a proxy job: ``score`` (the proxy's value, higher is better; log-scaled proxies keep
-the raw value, displays take the log), ``proxy_seconds``, and ``params`` / ``flops``.
+the raw value, displays take the log), ``proxy_seconds``, and ``params`` / ``flops``. The images a
+proxy sees are the first ones of one permutation of the training split seeded by the job seed, the
+same for every candidate.
 """
 
 from __future__ import annotations
@@ -88,9 +90,12 @@ def training_metrics(objective, data, cfg: Config, device: torch.device) -> dict
     return out
 
 
-def proxy_batch(data, cfg: Config, seed: int) -> torch.Tensor:
-    """The uint8 training images every proxy job of ``seed`` sees (the same for every candidate)."""
-    n = min(cfg.proxy.batch_size, len(data.train))
+def proxy_batch(data, n: int, seed: int) -> torch.Tensor:
+    """The first ``n`` of one seeded permutation of the training images: every proxy job of ``seed``
+    sees the same images, whatever the candidate (a proxy reading fewer reads a prefix)."""
+    if n > len(data.train):
+        raise UserError("proxy batch", n, f"at most the {len(data.train)} training images",
+                        message="the proxy reads more images than the training split holds")
     gen = torch.Generator().manual_seed(int(seed))
     return data.train.images[torch.randperm(len(data.train), generator=gen)[:n]]
 
@@ -98,7 +103,7 @@ def proxy_batch(data, cfg: Config, seed: int) -> torch.Tensor:
 def proxy_metrics(name: str, spec, data, cfg: Config, seed: int, device: torch.device) -> dict:
     """Build the candidate (torch seed ``seed``), wrap it in the label-free objective ``proxy.loss``
     and compute proxy ``name`` on :func:`proxy_batch`."""
-    from eval.proxies.base import ProxyInput, compute_proxy
+    from eval.proxies.base import ProxyInput, compute_proxy, images_needed
 
     from unnas.generators.complexity import count_flops, count_params
     from unnas.objectives.base import DataInfo, build_objective, objective_class
@@ -113,7 +118,9 @@ def proxy_metrics(name: str, spec, data, cfg: Config, seed: int, device: torch.d
     backbone = build(spec, in_ch)
     cx = {"params": count_params(backbone), "flops": count_flops(backbone, (1, in_ch, *data.image_size))}
     objective = build_objective(loss, backbone, DataInfo.of(data), cfg.objectives.get(loss)).to(device)
-    x = ProxyInput(objective, proxy_batch(data, cfg, seed).to(device), torch.Generator().manual_seed(int(seed)))
+    options = cfg.objectives.get(name)
+    images = proxy_batch(data, images_needed(name, options), seed).to(device)
+    x = ProxyInput(objective, images, torch.Generator().manual_seed(int(seed)))
     t0 = time.perf_counter()
-    value = compute_proxy(name, x, cfg.objectives.get(name))
+    value = compute_proxy(name, x, options)
     return {**cx, "score": float(value), "proxy_seconds": time.perf_counter() - t0}

@@ -192,8 +192,6 @@ def check_scores(cfg: Config) -> None:
         loss = objective_class(cfg.proxy.loss)
         if loss.uses_labels:
             raise UserError("proxy.loss", cfg.proxy.loss, "a label-free objective", message="proxies must not read labels")
-        if cfg.proxy.batch_size < 2:
-            raise UserError("proxy.batch_size", cfg.proxy.batch_size, "an integer >= 2")
     allowed = [*pretexts, *proxies, *BASELINES]
     for text in cfg.run.ensembles:
         parts = parse_ensemble(text)

@@ -140,7 +140,7 @@ def _pick(names: Iterable[str], wanted: str, defaults: tuple[str, ...], what: st
     for d in defaults:
         if d in names:
             return d
-    raise UserError(FIELD, path, f"a {what} column named one of {', '.join(defaults)} (or name it explicitly)",
+    raise UserError(FIELD, path, f"{what} column named one of {', '.join(defaults)} (or name it explicitly)",
                     message=f"no {what} column among {names}")
 
 

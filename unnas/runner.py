@@ -120,14 +120,18 @@ def pretexts_of(cfg: Config) -> list[str]:
     return names
 
 
+BASELINE_PROXIES = ("params", "flops")  # every job records them: they are columns without jobs of their own
+
+
 def proxies_of(cfg: Config) -> list[str]:
+    """The proxies of ``run.proxies`` that run as jobs (``params`` and ``flops`` are always there)."""
     from unnas.registry import PROXIES
 
     check_names_unique()
     names = _names(cfg.run.proxies)
     for n in names:
         PROXIES.get(n)  # unknown names -> UserError listing the registered proxies
-    return names
+    return [n for n in names if n not in BASELINE_PROXIES]
 
 
 def objectives_of(cfg: Config) -> list[str]:

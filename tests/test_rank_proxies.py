@@ -1,0 +1,112 @@
+"""``unnas.rank`` with zero-cost proxies, a published reference table and ensembles: no training at
+all with ``--pretext none``, no supervised jobs with a table, bad tables refused before any job."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+
+import numpy as np
+import pytest
+from scipy.stats import rankdata, spearmanr
+
+from unnas.population import sample_population
+from unnas.rank import main
+from unnas.store import Store
+
+BASE = ["--generator", "macro", "--data", "fake", "--num-archs", "5", "--quiet", "data.image_size=16",
+        "run.device=cpu", "train.batch_size=32", "train.precise_bn=32", "eval.knn_k=10"]
+
+
+def _table(tmp_path, n=5, seed=0, name="table.csv"):
+    """A CSV table holding the candidates the run will draw (plus others), accuracies in percent."""
+    specs = sample_population("macro", 40, 0, {}, in_channels=3, image_size=16)
+    rng = np.random.default_rng(seed)
+    path = tmp_path / name
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["structure", "accuracy"])
+        for s in specs:
+            w.writerow([s.params["arch"], f"{rng.uniform(80, 95):.3f}"])
+    return path
+
+
+def _run(tmp_path, name, *extra):
+    code = main(["--runs-dir", str(tmp_path), "--name", name, *BASE, *extra])
+    return code, tmp_path / name
+
+
+def test_proxies_alone_train_nothing_and_agree_with_the_table(tmp_path):
+    table = _table(tmp_path)
+    code, run = _run(tmp_path, "p", "--pretext", "none", "--proxies", "synflow,naswot,jacob_cov", "--reference",
+                     str(table))
+    assert code == 0
+    with Store(run / "store.sqlite") as st:
+        rows = st.rows()
+    assert sorted({r.objective for r in rows}) == ["jacob_cov", "naswot", "synflow"] and len(rows) == 15
+    assert all(r.status == "done" and r.seconds > 0 and "proxy_seconds" in r.metrics for r in rows)
+    assert not (run / "models").exists() and not (run / "checkpoints").exists()  # nothing was trained
+    ranking = json.loads((run / "ranking.json").read_text())
+    assert ranking["reference"] == {"name": "table.csv", "n": 5}
+    assert list(ranking["columns"])[:3] == ["synflow", "naswot", "jacob_cov"]  # the order of --proxies
+    ref = {row[0]: float(row[1]) for row in csv.reader(open(table)) if row[0] != "structure"}
+    specs = {json.loads(r.spec)["params"]["arch"]: r.arch_id for r in rows}
+    by_arch = {r.arch_id: ref[a] for a, r in zip(specs, [next(x for x in rows if x.arch_id == i) for i in specs.values()])}
+    for proxy in ("synflow", "naswot", "jacob_cov"):
+        got = ranking["agreement"][proxy]["spearman"]["value"]
+        vals = {r.arch_id: r.metrics["score"] for r in rows if r.objective == proxy}
+        ids = sorted(vals)
+        want = spearmanr([vals[i] for i in ids], [by_arch[i] for i in ids]).statistic
+        assert got == pytest.approx(want)
+    assert ranking["columns"]["synflow"] == {"kind": "proxy", "uses_labels": False, "source": "synflow",
+                                             "log_scale": True}
+
+
+def test_pretext_with_a_table_runs_no_supervised_job_and_ensembles_by_rank(tmp_path):
+    table = _table(tmp_path)
+    code, run = _run(tmp_path, "e", "--pretext", "rotation", "--proxies", "synflow", "--reference", str(table),
+                     "--ensemble", "rotation,synflow,flops", "train.epochs=1", "--params", "width=0.125")
+    assert code == 0
+    with Store(run / "store.sqlite") as st:
+        rows = st.rows()
+    assert {r.objective for r in rows} == {"rotation", "synflow"}  # no supervised job
+    ranking = json.loads((run / "ranking.json").read_text())
+    ens = "ensemble(rotation+synflow+flops)"
+    assert ranking["primary"] == ens and ranking["columns"][ens]["kind"] == "ensemble"
+    table_rows = {r["arch_id"]: r for r in ranking["table"]}
+    ids = sorted(table_rows)
+    parts = [rankdata([table_rows[i][c] for i in ids]) for c in ("rotation", "synflow", "flops")]
+    want = np.mean(parts, axis=0)
+    assert [table_rows[i][ens] for i in ids] == pytest.approx(list(want))
+    assert set(ranking["agreement"]) >= {ens, "rotation", "rotation/knn", "synflow", "params", "flops"}
+
+
+@pytest.mark.parametrize("content,words", [
+    (None, "file not found"),
+    ("name,score\n00000000,90\n", "no structure column"),
+    ("structure,accuracy\n{a},nan\n", "nan"),
+    ("structure,accuracy\n{a},90\n{a},91\n", "duplicate key"),
+    (b"pickle", "pickle files are refused"),
+    ("structure,accuracy\n00000001,90\n", "absent from the table"),
+    ("structure,accuracy\n0000000x,90\n", "malformed key"),
+])
+def test_bad_tables_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, content, words):
+    path = tmp_path / ("t.pkl" if isinstance(content, bytes) else "t.csv")
+    arch = sample_population("macro", 1, 0, {}, in_channels=3, image_size=16)[0].params["arch"]
+    if isinstance(content, bytes):
+        path.write_bytes(pickle.dumps({arch: 0.9}))
+    elif content is not None:
+        path.write_text(content.format(a=arch))
+    code, run = _run(tmp_path, "bad", "--pretext", "none", "--proxies", "naswot", "--reference", str(path))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: --reference") and words in err and "\n" not in err
+    assert not run.exists()
+
+
+def test_unknown_proxy_and_label_reading_ensemble_are_refused(tmp_path, capsys):
+    code, run = _run(tmp_path, "x", "--proxies", "nope")
+    assert code == 2 and "unknown proxy 'nope'" in capsys.readouterr().err
+    code, run = _run(tmp_path, "x", "--ensemble", "rotation,supervised")
+    err = capsys.readouterr().err
+    assert code == 2 and "ensembles combine the run's label-free scores" in err and not run.exists()
