@@ -104,7 +104,6 @@ def proxy_metrics(name: str, spec, data, cfg: Config, seed: int, device: torch.d
     """Build the candidate (torch seed ``seed``), wrap it in the label-free objective ``proxy.loss``
     and compute proxy ``name`` on :func:`proxy_batch`."""
     from eval.proxies.base import ProxyInput, compute_proxy, images_needed
-
     from unnas.generators.complexity import count_flops, count_params
     from unnas.objectives.base import DataInfo, build_objective, objective_class
     from unnas.spec import build
