@@ -60,6 +60,9 @@ def test_uct_values_and_selection_by_hand():
     # an empty child is infinitely attractive: node 2's children are 5 (n = 1) and 6 (n = 0)
     assert tree.uct(6, n2, mean2, 0.0) == math.inf
     assert tree.select(n2, mean2, 0.5, np.random.default_rng(0)) == (6, [(0, False), (2, False)])
+    # visited within a round but not scored: node 2's mean stands in for node 6's
+    n2[[0, 2, 6]] = 11, 2, 1
+    assert tree.uct(6, n2, mean2, 0.5) == pytest.approx(2.677410, abs=1e-6)  # 1.5 + sqrt(2 ln 2)
 
 
 def test_no_split_without_signal():

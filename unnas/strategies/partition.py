@@ -12,7 +12,8 @@ are all equal (no split). The region of a node is the set of feature vectors tha
 split on its path (``w . x + b >= t`` on the good side, ``< t`` on the bad side).
 
 UCT (as the authors' code): a child's value is ``mean + 2 Cp sqrt(2 ln n_parent / n_child)``
-(infinite for an empty child); the walk from the root takes the larger value, ties broken at
+(infinite for an empty child; a child visited but not yet scored, as within a round, takes its
+nearest scored ancestor's mean); the walk from the root takes the larger value, ties broken at
 random, down to a leaf.
 """
 
@@ -110,7 +111,11 @@ class Partition:
         if n[child] == 0:
             return math.inf
         parent = (child - 1) // 2
-        return float(mean[child] + 2.0 * cp * math.sqrt(2.0 * math.log(n[parent]) / n[child]))
+        value, node = mean[child], child
+        while math.isnan(value) and node > 0:  # visited but not yet scored: the nearest scored ancestor's mean
+            node = (node - 1) // 2
+            value = mean[node]
+        return float(value + 2.0 * cp * math.sqrt(2.0 * math.log(n[parent]) / n[child]))
 
     def select(self, n: np.ndarray, mean: np.ndarray, cp: float, rng: np.random.Generator) -> tuple[int, Path]:
         """Walk from the root to a leaf by UCT; the leaf and the path of (split node, good side)."""
