@@ -84,9 +84,13 @@ class Reference:
 
 
 def structure_of(spec: ArchSpec, in_channels: int = 3) -> str:
-    """The canonical structure string of a spec (its backbone's ``structure``), built on ``meta``."""
+    """The canonical structure string of a spec (its backbone's ``structure``), built on ``meta``
+    (or given directly by the generator's ``structure(params, seed)`` when it has one)."""
     from unnas.generators.complexity import build_meta
 
+    gen = get_generator(spec.generator)
+    if hasattr(gen, "structure"):
+        return gen.structure(gen.resolve(spec.params), spec.seed)
     net = build_meta(spec, in_channels)
     s = getattr(net, "structure", None)
     if not isinstance(s, str) or not s:

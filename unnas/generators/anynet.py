@@ -31,12 +31,13 @@ stage independently, with :func:`unnas.generators.layers.draw`):
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from unnas.generators.encoding import check_codes, fixed_in_base, sampler_values
 from unnas.generators.layers import bad_param, draw, log_spaced
 from unnas.registry import GENERATORS
 from unnas.spec import Backbone, Generator
@@ -139,10 +140,42 @@ class _AnyNetBase(Generator):
     def uses_seed(self, params: Mapping[str, Any]) -> bool:
         return False
 
+    def structure(self, params: Mapping[str, Any], seed: int) -> str:
+        """The built network's ``structure`` string, without building it."""
+        return ";".join(f"{k}={params[k]}" for k in (*PER_STAGE, "block", "stem", "stem_width"))
+
+    # ---- the encoding (unnas.generators.encoding): per searched key and stage, the index of the
+    # value among the sorted distinct values the space draws from
+    def _encoded(self) -> list[tuple[str, list[Any]]]:
+        return [(key, sampler_values(self.stage_space[key])) for key in PER_STAGE if key in self.stage_space]
+
+    def cardinalities(self, base: Mapping[str, Any] | None = None) -> list[int]:
+        for key, _ in self._encoded():
+            if key in (base or {}):
+                raise fixed_in_base(self.name, key, base)
+        return [len(values) for _, values in self._encoded() for _ in range(self.stages)]
+
+    def encode(self, params: Mapping[str, Any], seed: int = 0) -> list[int]:
+        codes = []
+        for key, values in self._encoded():
+            v = params[key]
+            if len(v) != self.stages or any(x not in values for x in v):
+                raise bad_param(self.name, key, v, f"{self.stages} values from {values} (the encoded space)")
+            codes += [values.index(x) for x in v]
+        return codes
+
+    def decode(self, codes: Sequence[int], base: Mapping[str, Any] | None = None) -> dict:
+        codes = check_codes(self.name, codes, self.cardinalities(base))
+        out, pos = {**self.fixed, **(base or {})}, 0
+        for key, values in self._encoded():
+            out[key] = [values[c] for c in codes[pos:pos + self.stages]]
+            pos += self.stages
+        return self.resolve(out)
+
     def build(self, params, seed, in_channels, num_classes=None) -> Backbone:
         self.check(params)
         net = AnyNet(params, in_channels, num_classes)
-        net.structure = ";".join(f"{k}={params[k]}" for k in (*PER_STAGE, "block", "stem", "stem_width"))
+        net.structure = self.structure(params, seed)
         return net
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from unnas.errors import UserError
+from unnas.generators.encoding import check_codes, fixed_in_base, from_digits, to_digits
 from unnas.spec import Generator
 
 
@@ -152,13 +153,18 @@ class EnumeratedSpace(Generator):
     NAS-Bench-Macro): ``params["arch"]`` fixes one network, else the spec seed picks one uniformly;
     population sampling draws the string itself, so equal networks get equal ``arch_id``.
 
-    Subclasses set ``size``, ``from_index`` (index -> canonical string) and ``canonical``
-    ((text, generator name) -> canonical string, or :class:`UserError` naming the parameter),
-    both as static methods."""
+    Subclasses set ``size``, ``from_index`` (index -> canonical string), ``arch_index`` (its
+    inverse) and ``canonical`` ((text, generator name) -> canonical string, or :class:`UserError`
+    naming the parameter), as static methods, and ``positions`` / ``radix``: the index's
+    base-``radix`` digits, most significant first, are the network's encoding (one digit per
+    layer or edge)."""
 
     size: int
     from_index: Callable[[int], str]
+    arch_index: Callable[[str], int]
     canonical: Callable[[str, str], str]
+    positions: int  # the encoding: the index's ``positions`` base-``radix`` digits
+    radix: int
 
     def arch(self, params: Mapping[str, Any], seed: int) -> str:
         if params["arch"]:
@@ -173,3 +179,20 @@ class EnumeratedSpace(Generator):
 
     def uses_seed(self, params: Mapping[str, Any]) -> bool:
         return not params["arch"]
+
+    def structure(self, params: Mapping[str, Any], seed: int) -> str:
+        """The built network's ``structure`` string, without building it."""
+        return self.arch(params, seed)
+
+    # ---- the encoding (unnas.generators.encoding): the digits of the network's index
+    def cardinalities(self, base: Mapping[str, Any] | None = None) -> list[int]:
+        if (base or {}).get("arch"):
+            raise fixed_in_base(self.name, "arch", base)
+        return [self.radix] * self.positions
+
+    def encode(self, params: Mapping[str, Any], seed: int = 0) -> list[int]:
+        return to_digits(self.arch_index(self.arch(params, seed)), self.radix, self.positions)
+
+    def decode(self, codes: Sequence[int], base: Mapping[str, Any] | None = None) -> dict:
+        codes = check_codes(self.name, codes, self.cardinalities(base))
+        return self.resolve({**(base or {}), "arch": self.from_index(from_digits(codes, self.radix))})

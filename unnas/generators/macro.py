@@ -102,7 +102,8 @@ class MacroNet(Backbone):
 class Macro(EnumeratedSpace):
     """NAS-Bench-Macro. ``arch``: an 8-digit string, or "" to draw one uniformly from the seed.
     Population sampling draws ``arch`` uniformly from the 6,561 networks unless fixed.
-    The default ``width=0.25`` is a cheap proxy; ``width=1.0`` is the published network."""
+    The default ``width=0.25`` is a cheap proxy; ``width=1.0`` is the published network.
+    Encoding (for search strategies): the 8 digits, each in 0..2."""
 
     name = "macro"
     defaults = {"arch": "", "width": 0.25}
@@ -110,6 +111,8 @@ class Macro(EnumeratedSpace):
     size = N_ARCHS
 
     from_index = staticmethod(from_index)
+    arch_index = staticmethod(arch_index)
+    positions, radix = sum(STAGES), len(CHOICES)
     canonical = staticmethod(check_arch)
 
     def build(self, params, seed, in_channels, num_classes=None) -> Backbone:

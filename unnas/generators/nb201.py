@@ -171,7 +171,8 @@ class NB201Net(Backbone):
 class NB201(EnumeratedSpace):
     """NAS-Bench-201. ``arch``: a cell string, or "" to draw one uniformly from the spec seed.
     Population sampling draws ``arch`` uniformly from the 15,625 cells unless fixed.
-    Defaults are a cheap proxy (``width=0.5``, ``cells=1``); ``width=1.0, cells=5`` is the published network."""
+    Defaults are a cheap proxy (``width=0.5``, ``cells=1``); ``width=1.0, cells=5`` is the published network.
+    Encoding (for search strategies): the op index (0..4, :data:`OPS` order) of each edge, :data:`EDGES` order."""
 
     name = "nb201"
     defaults = {"arch": "", "width": 0.5, "cells": 1}
@@ -179,6 +180,8 @@ class NB201(EnumeratedSpace):
     size = N_ARCHS
 
     from_index = staticmethod(from_index)
+    arch_index = staticmethod(arch_index)
+    positions, radix = len(EDGES), len(OPS)
     canonical = staticmethod(canonical)
 
     def build(self, params, seed, in_channels, num_classes=None) -> Backbone:

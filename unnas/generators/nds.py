@@ -29,6 +29,12 @@ A genotype is written ``normal:op~i,op~i,...;reduce:op~i,...`` (two ``op~input``
 inputs 0 and 1 the cell inputs, ``k + 2`` node ``k``). ``genotype`` may be such a string, a
 name of :data:`NAMED_GENOTYPES` (DARTS space: ``darts_v1``, ``darts_v2``, ``darts`` = v2), or
 empty to draw the cells from the spec seed.
+
+Encoding (for search strategies), per node of the normal cell, then of the reduction cell (PNAS:
+the one shared cell): DARTS, whose nodes read two different inputs, gives the index of the input
+pair ``i < j`` (``C(k + 2, 2)`` values: 1, 3, 6, 10) and the ops on ``i`` and on ``j``; the other
+spaces give input, op, input, op in edge order. Decoding writes the genotype explicitly (a DARTS
+node's edges in input order), so a seed-drawn cell and its decoded spec are the same network.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import torch
 from torch import nn
 
 from unnas.generators import layers as L
+from unnas.generators.encoding import check_codes, fixed_in_base, pairs
 from unnas.generators.graphs import sub_seed
 from unnas.generators.layers import bad_param
 from unnas.registry import GENERATORS
@@ -272,6 +279,10 @@ class _NDS(Generator):
     def uses_seed(self, params: Mapping[str, Any]) -> bool:
         return not params["genotype"]
 
+    def structure(self, params: Mapping[str, Any], seed: int) -> str:
+        """The built network's ``structure`` string, without building it."""
+        return format_genotype(*self.genotype(params, seed))
+
     def build(self, params, seed, in_channels, num_classes=None) -> Backbone:
         for key, lo in (("width", 2), ("depth", 1)):
             if params[key] < lo:
@@ -285,6 +296,59 @@ class _NDS(Generator):
 
     def measures(self, params, seed) -> dict[str, float]:
         return {}
+
+    # ---- the encoding (unnas.generators.encoding): per node, DARTS-like spaces (two distinct
+    # inputs) give [input pair, op on the lower input, op on the higher input]; the others give
+    # [input, op, input, op] in edge order. Normal cell, then reduction cell (PNAS: one cell).
+    def cardinalities(self, base: Mapping[str, Any] | None = None) -> list[int]:
+        if (base or {}).get("genotype"):
+            raise fixed_in_base(self.name, "genotype", base)
+        sp, n_ops = self.space, len(self.space.ops)
+        cell = []
+        for k in range(sp.nodes):
+            cell += [len(pairs(k + 2)), n_ops, n_ops] if sp.distinct_inputs else [k + 2, n_ops, k + 2, n_ops]
+        return cell * (1 if sp.shared_reduce else 2)
+
+    def encode(self, params: Mapping[str, Any], seed: int = 0) -> list[int]:
+        normal, reduce = self.genotype(params, seed)
+        if self.space.shared_reduce and reduce != normal:
+            raise bad_param(self.name, "genotype", format_genotype(normal, reduce),
+                            "one cell for both (this space shares the normal cell with the reduction cell)")
+        codes = []
+        for cell in (normal,) if self.space.shared_reduce else (normal, reduce):
+            codes += self._encode_cell(cell)
+        return codes
+
+    def _encode_cell(self, cell: Cell) -> list[int]:
+        ops, codes = self.space.ops, []
+        for k in range(self.space.nodes):
+            (op_a, a), (op_b, b) = cell[2 * k], cell[2 * k + 1]
+            if not self.space.distinct_inputs:
+                codes += [a, ops.index(op_a), b, ops.index(op_b)]
+                continue
+            if a == b:
+                raise bad_param(self.name, "genotype", format_genotype(cell, cell),
+                                "two different inputs per node (as DARTS derives them)",
+                                message=f"node {k} reads input {a} twice")
+            (op_lo, lo), (op_hi, hi) = sorted([(op_a, a), (op_b, b)], key=lambda e: e[1])
+            codes += [pairs(k + 2).index((lo, hi)), ops.index(op_lo), ops.index(op_hi)]
+        return codes
+
+    def decode(self, codes: Sequence[int], base: Mapping[str, Any] | None = None) -> dict:
+        codes = check_codes(self.name, codes, self.cardinalities(base))
+        ops, cells, pos = self.space.ops, [], 0
+        for _ in range(1 if self.space.shared_reduce else 2):
+            edges = []
+            for k in range(self.space.nodes):
+                if self.space.distinct_inputs:
+                    lo, hi = pairs(k + 2)[codes[pos]]
+                    edges += [(ops[codes[pos + 1]], lo), (ops[codes[pos + 2]], hi)]
+                    pos += 3
+                else:
+                    edges += [(ops[codes[pos + 1]], codes[pos]), (ops[codes[pos + 3]], codes[pos + 2])]
+                    pos += 4
+            cells.append(tuple(edges))
+        return self.resolve({**(base or {}), "genotype": format_genotype(cells[0], cells[-1])})
 
 
 def _register(space_name: str) -> None:

@@ -10,8 +10,10 @@ twice. An empty round ends the search.
 
 * :class:`SearchSpace` is what strategies see of a generator: uniform draws (the same draws as
   ``unnas.population.sample_population``) and, for generators that can be searched, an integer
-  encoding (``Generator.encode(params) -> list[int]``, ``Generator.decode(codes, base) -> params``,
-  ``Generator.cardinalities(base) -> list[int]``: position ``i`` takes values ``0..card[i]-1``).
+  encoding (``Generator.encode(params, seed=0) -> list[int]``, ``Generator.decode(codes, base) ->
+  params``, ``Generator.cardinalities(base) -> list[int]``: position ``i`` takes values
+  ``0..card[i]-1``; see :mod:`unnas.generators.encoding`). The seed matters to ``encode`` only
+  when the parameters leave the structure to it (``arch=""``, an empty genotype).
 * Scores are "higher is better"; a failed or diverged job is observed with ``score = nan``.
 """
 
@@ -58,6 +60,7 @@ class SearchSpace:
         self.gen = get_generator(generator)
         self.base = dict(base_params or {})
         self.gen.resolve(self.base)  # unknown or mistyped parameters fail here
+        self._cards: list[int] | None = None
 
     # ---- uniform draws (the population sampler's sequence)
     def sample(self, rng: np.random.Generator) -> ArchSpec:
@@ -80,15 +83,34 @@ class SearchSpace:
     @property
     def cardinalities(self) -> list[int]:
         self._need_encoding()
-        return list(self.gen.cardinalities(self.base))
+        if self._cards is None:
+            self._cards = [int(c) for c in self.gen.cardinalities(self.base)]
+        return list(self._cards)
+
+    @property
+    def size(self) -> int:
+        """How many networks the encoding names (the product of the cardinalities)."""
+        return math.prod(self.cardinalities)
 
     def encode(self, spec: ArchSpec) -> np.ndarray:
         self._need_encoding()
-        return np.asarray(self.gen.encode(self.gen.resolve(spec.params)), dtype=np.int64)
+        return np.asarray(self.gen.encode(self.gen.resolve(spec.params), spec.seed), dtype=np.int64)
 
     def decode(self, codes: Sequence[int]) -> ArchSpec:
         self._need_encoding()
         return ArchSpec(self.generator, self.gen.resolve(self.gen.decode([int(c) for c in codes], dict(self.base))), 0)
+
+    def canonical(self, spec: ArchSpec) -> ArchSpec:
+        """The spec every strategy uses for ``spec``'s network: ``decode(encode(spec))`` when the
+        generator has an encoding (a seed-drawn cell becomes its explicit genotype, so one network
+        has one ``arch_id``), else ``spec`` itself."""
+        return self.decode(self.encode(spec)) if self.searchable else spec
+
+    def sample_codes(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` uniform code vectors (rows). Every encoding is a bijection onto its networks, so
+        these are uniform networks: for the generators here the distribution of :meth:`sample`."""
+        cards = np.asarray(self.cardinalities, dtype=np.int64)
+        return rng.integers(0, cards, size=(n, len(cards)))
 
 
 class Strategy:
