@@ -22,36 +22,27 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from unnas import config as config_mod
 from unnas.analysis import dumps
 from unnas.config import Config
 from unnas.engine import resolve_device
 from unnas.errors import UserError
-from unnas.lock import Claims, RunLock
+from unnas.lock import RunLock
 from unnas.objectives.base import DataInfo, objective_class
 from unnas.registry import DATASETS, GENERATORS
 from unnas.runner import (
     EXECUTION_TRAIN_FIELDS,
     EXECUTORS,
-    RETRY_STATUSES,
-    Hooks,
-    JobContext,
     check_ray_address,
-    data_key,
     dataset_for,
-    discard_checkpoints,
     import_plugins,
-    job_config,
-    make_executor,
     objectives_of,
     pretexts_of,
     proxies_of,
-    resolve_parallelism,
 )
-from unnas.store import Store, summarize
-from unnas.tracking import WANDB_MODES, Tracker
+from unnas.store import summarize
+from unnas.tracking import WANDB_MODES
 
 _NAME = re.compile(r"[A-Za-z0-9_+\-][A-Za-z0-9._+\-]{0,199}")
 
@@ -277,150 +268,70 @@ def _run_locked(cfg, run_dir, data, specs, objectives, rungs, console, quiet, re
                 plugins) -> int:
     from unnas.analysis import ranking_of
     from unnas.registry import STRATEGIES
-    from unnas.rounds import RoundRunner
+    from unnas.session import Session
     from unnas.strategies.base import SearchSpace
     from unnas.strategies.loop import drive
-    from unnas.summary import job_line, print_ranking, round_line
+    from unnas.strategies.population import PopulationOptions
+    from unnas.summary import print_ranking, round_line
 
-    _write_atomic(run_dir / "config.yaml", config_mod.to_yaml(cfg))
-    cfg_dict = config_mod.to_dict(cfg)
     proxies = proxies_of(cfg)
-    with Store(run_dir / "store.sqlite") as store:
-        workers, threads = resolve_parallelism(cfg)
-        ex = cfg.run.executor
-        run_cfg = job_config(cfg, threads)  # the engine applies the thread count: same arithmetic everywhere
-        tracker = Tracker(run_dir, cfg.run.wandb, cfg.run.wandb_project, cfg_dict, run_dir.name)
-        tracker.log("run_start", candidates=len(specs), data=data.summary(), argv=sys.argv, executor=ex,
-                    workers=workers, threads=threads, pid=os.getpid(), join=join, retry_failed=retry_failed,
-                    rungs=rungs)
+    with Session(cfg, run_dir, data, console, quiet, retry_failed, join, ray_address, plugins) as ses:
+        ses.start(candidates=len(specs), rungs=rungs)
         console.print(f"[bold]unnas.rank[/] {run_dir}  data={data.name} ({len(data.train)} train / "
                       f"{len(data.test)} test)  generator={cfg.model.generator}  "
                       f"objectives={','.join(objectives) or 'none'}" + (f"  proxies={','.join(proxies)}" if proxies else "")
                       + (f"  reference={cfg.reference.path}" if cfg.reference.path else ""))
-        par = "" if ex == "local" else f" x {workers} workers"
         budget = (f"successive halving: rungs {rungs} epochs, eta {cfg.budget.eta}" if rungs
                   else f"{cfg.train.steps} steps" if cfg.train.steps else f"{cfg.train.epochs} epochs")
-        console.print(f"{len(specs)} candidates x {cfg.run.seeds} seed(s); {budget}  "
-                      f"[executor {ex}{par}, {threads or 'default'} thread(s) per job]")
+        console.print(f"{len(specs)} candidates x {cfg.run.seeds} seed(s); {budget}  {ses.layout}")
         line, heavy = complexity_summary(specs, objective_class((objectives or [cfg.proxy.loss])[0]).input_channels(
             data.channels), data.image_size[0], resolve_device(cfg.run.device).type)
         console.print(line)
         if heavy:
             console.print(f"[yellow]{heavy}[/]")
-        ctx = JobContext(run_cfg, str(run_dir), cfg.run.device, threads, plugins)
-        gpus = 1.0 if cfg.run.device.startswith("cuda") else 0.0
-        executor = make_executor(ex, workers=workers, threads=threads, ray_address=ray_address, gpus=gpus,
-                                 data=data if ex != "local" else None, key=data_key(cfg))
-        claims = Claims(run_dir) if join else None
-        t0 = time.time()
-        rerun = set(RETRY_STATUSES) if retry_failed else set()
-        rank_round = lambda rows: ranking_of(rows, {**cfg_dict, "reference": {}}, n_boot=0)[0]  # noqa: E731
-        rounds = RoundRunner(cfg, specs, store, lambda todo: _execute(todo, executor, ctx, store, tracker, console,
-                                                                       quiet, claims, rerun, t0, rounds, job_line),
-                             rank_round, select=cfg.budget.score, rungs=rungs, retry=retry_failed,
-                             on_round=lambda k, jobs, todo: console.print(round_line(k, rungs, jobs, todo, store)))
+        rounds = ses.rounds(select=cfg.budget.score, rungs=rungs,
+                            on_round=lambda k, jobs, todo: console.print(round_line(k, rungs, jobs, todo)))
         name = "sh" if rungs else "fixed"
-        opts = STRATEGIES.meta(name)["config"](specs=tuple(specs), rungs=tuple(rungs), eta=cfg.budget.eta)
-        strategy = STRATEGIES.get(name)(SearchSpace(specs[0].generator, {}), opts, cfg.run.master_seed)
+        strategy = STRATEGIES.get(name)(SearchSpace(specs[0].generator, {}),
+                                        PopulationOptions(tuple(specs), tuple(rungs), cfg.budget.eta),
+                                        cfg.run.master_seed)
         try:
             drive(strategy, rounds)
         except KeyboardInterrupt:
             console.print("interrupted: finished jobs are stored; rerun the same command to resume")
-            store.export_csv()
-            tracker.finish()
+            ses.store.export_csv()
+            ses.tracker.finish()
             return 130
-        finally:
-            if claims is not None:
-                claims.release_all()
         rounds.cleanup()
-        store.export_csv()
+        ses.store.export_csv()
         job_ids = {j.job_id for j in rounds.jobs}
-        rows = [r for r in store.rows() if r.job_id in job_ids]
-        rk, _ = ranking_of(rows, cfg_dict, strict=True, objective_order=objectives)
+        rows = [r for r in ses.store.rows() if r.job_id in job_ids]
+        rk, _ = ranking_of(rows, ses.cfg_dict, strict=True, objective_order=objectives)
         (run_dir / "ranking.json").write_text(dumps({**rk.to_json(), "status": summarize(rows), "rungs": rungs}))
         print_ranking(rk, console)
         table = rk.table()
         if table:
             cols = list(dict.fromkeys(c for r in table for c in r))  # a candidate with no finished job lacks some
-            tracker.table("ranking", cols, [[r.get(c) for c in cols] for r in table])
+            ses.tracker.table("ranking", cols, [[r.get(c) for c in cols] for r in table])
         # ---- report: the one place where the ranking run writes its report -----------------------
-        page = _report(rk, run_dir, cfg, tracker, console)
-        tracker.summary(seconds=time.time() - t0,
-                        **{f"{o}/spearman": a["spearman"]["value"] for o, a in rk.agreement.items()})
-        tracker.finish()
+        page = write_run_report(run_dir, ses.tracker, console)
+        ses.tracker.summary(seconds=time.time() - ses.t0,
+                            **{f"{o}/spearman": a["spearman"]["value"] for o, a in rk.agreement.items()})
+        ses.tracker.finish()
         console.print(f"results: {run_dir / 'results.csv'}  ranking: {run_dir / 'ranking.json'}  "
                       f"store: {run_dir / 'store.sqlite'}" + (f"  report: {page}" if page else ""))
         return 0
 
 
-def _report(rk, run_dir: Path, cfg: Config, tracker, console) -> Path | None:
-    """``unnas.report.write_report`` when it exists (report.html with every plot), else the
-    scatter plots alone. A report failure is printed; it never loses the stored results."""
+def write_run_report(run_dir: Path, tracker, console) -> Path | None:
+    """``report.html`` with every plot; a report failure is printed, it never loses the stored results."""
     from unnas import report
 
     try:
-        if hasattr(report, "write_report"):
-            return report.write_report([run_dir], tracker=tracker)
-        for obj in rk.objectives:
-            if rk.supervised:
-                png = report.scatter(rk, obj, run_dir / f"scatter_{obj}.png",
-                                     "kNN accuracy" if cfg.eval.score == "knn" else "pretext accuracy")
-                tracker.image(f"scatter/{obj}", png)
+        return report.write_report([run_dir], tracker=tracker)
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - the results are stored; the report can be rebuilt
         console.print(f"[red]report failed[/] ({type(e).__name__}: {e}); rebuild it with "
                       f"python -m unnas.report {run_dir}")
     return None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _execute(todo, executor, ctx, store, tracker, console, quiet, claims, rerun, t0, rounds, job_line) -> None:
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, disable=quiet, transient=True)
-    running: dict[str, int] = {}
-    by_id = {j.job_id: j for j in todo}
-
-    def claim(job) -> bool:
-        """--join: take the job unless another runner holds it or has stored it meanwhile."""
-        if not claims.claim(job.job_id):
-            progress.advance(overall)
-            return False
-        stored = store.conn.execute("SELECT status, finished_at FROM jobs WHERE job_id = ?", (job.job_id,)).fetchone()
-        if stored is not None and not (stored[0] in rerun and (stored[1] or 0) < t0):
-            claims.release(job.job_id)
-            progress.advance(overall)
-            return False
-        return True
-
-    def on_start(job) -> None:
-        running[job.job_id] = progress.add_task(f"{job.objective} {job.spec.arch_id} seed {job.seed}", total=1)
-
-    def on_step(job, step, total, info) -> None:
-        if job.job_id in running:
-            progress.update(running[job.job_id], completed=step, total=total)
-
-    def on_log(job, msg) -> None:
-        progress.console.print(f"  [dim]{job.job_id}[/] {msg}")
-
-    hooks = Hooks(claim=claim if claims is not None else None, on_start=on_start, on_step=on_step, on_log=on_log)
-    with progress:
-        overall = progress.add_task("jobs", total=len(todo))
-        for row in executor.run(todo, ctx, hooks):
-            store.put(row)  # committed: from here on the job is never run again
-            job = by_id.get(row.job_id)
-            if job is not None:
-                discard_checkpoints(ctx.run_dir, row, job.lineage_id, keep=rounds.keeps_checkpoints(job))
-            if claims is not None:
-                claims.release(row.job_id)
-            tracker.log("job", job_id=row.job_id, arch_id=row.arch_id, objective=row.objective, seed=row.seed,
-                        status=row.status, metrics=row.metrics, seconds=row.seconds, error=row.error)
-            if row.job_id in running:
-                progress.remove_task(running.pop(row.job_id))
-            progress.advance(overall)
-            progress.console.print(job_line(row, job))

@@ -3,15 +3,16 @@
 
 A round's proposals become jobs (:func:`unnas.runner.plan_jobs`): every label-free objective of the
 run for every proposal and seed, trained up to the proposal's rung (successive halving) or for the
-whole schedule. The first round also carries the jobs every candidate of the population gets once:
+whole schedule; and, the first time a candidate is proposed, the jobs every candidate gets once:
 the supervised reference (full schedule) and the zero-cost proxies. Jobs that already have a row
 are not run again (``failed`` / ``diverged`` / ``timeout`` ones only with ``retry``), so a rerun
 replays the store and continues where a killed run stopped. Each committed row is final: its
 checkpoints are discarded, except those of a rung whose candidate may continue.
 
-A proposal's observation is its score in the round's own ranking (:mod:`unnas.scores`): the column
-``select`` (default: the first objective's label-free score; an ensemble name works too) over the
-round's rows, mean over seeds.
+A proposal's observation is its score in the ranking (:mod:`unnas.scores`) of every candidate
+evaluated so far at the proposal's rung: the column ``select`` (default: the first objective's
+label-free score, else the first proxy; an ensemble name works too, its ranks taken among those
+candidates), mean over seeds; its metrics hold the seconds its jobs took.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from unnas.strategies.base import Observation, Proposal
 @dataclass
 class RoundRunner:
     cfg: Config
-    population: Sequence  # every candidate spec: proxies and the supervised reference run once for each
     store: Store
     run: Callable[[list[Job]], None]  # executes jobs, committing one row each (see unnas.ranking)
     rank: Callable[[list[JobRow]], object]  # rows -> a Ranking (unnas.analysis.ranking_of)
@@ -40,6 +40,7 @@ class RoundRunner:
     on_round: Callable[[int, list[Job], list[Job]], None] | None = None
     jobs: list[Job] = field(default_factory=list)  # every job planned so far, in order
     rounds: int = 0
+    seen: set = field(default_factory=set)  # arch_ids that have had their once-per-candidate jobs
 
     def stop(self, rung: int) -> int:
         return int(self.rungs[rung]) if self.rungs else 0
@@ -56,10 +57,10 @@ class RoundRunner:
             by_rung.setdefault(p.rung, []).append(p.spec)
         for rung, specs in by_rung.items():
             jobs += plan_jobs(self.cfg, specs, objectives=pretexts, stop=self.stop(rung), proxies=False)
-        if self.rounds == 0:  # once per candidate: the supervised reference and the proxies
-            once = [o for o in plan_jobs(self.cfg, list(self.population), proxies=True)
-                    if o.objective not in pretexts]
-            jobs += once
+        new = list({p.spec.arch_id: p.spec for p in proposals if p.spec.arch_id not in self.seen}.values())
+        if new:  # once per candidate: the supervised reference and the proxies
+            jobs += [j for j in plan_jobs(self.cfg, new, proxies=True) if j.objective not in pretexts]
+            self.seen.update(s.arch_id for s in new)
         return jobs
 
     def __call__(self, proposals: list[Proposal]) -> list[Observation]:
@@ -79,20 +80,23 @@ class RoundRunner:
         return self.observe(proposals, jobs)
 
     def observe(self, proposals: list[Proposal], jobs: list[Job]) -> list[Observation]:
-        ids = {j.job_id for j in jobs} | {j.job_id for j in self.jobs if j.objective not in pretexts_of(self.cfg)}
+        pretexts = pretexts_of(self.cfg)
+        stops = {j.stop for j in jobs if j.objective in pretexts}
+        ids = {j.job_id for j in self.jobs if j.objective not in pretexts or j.stop in stops}
         rows = [r for r in self.store.rows() if r.job_id in ids]
         rk = self.rank(rows)
         name = self.select or (rk.objectives[0] if rk.objectives else rk.primary)
         values = dict(zip(rk.arch_ids, rk.column(name))) if name else {}
-        status = {}
+        this = {j.job_id for j in jobs}
+        seconds: dict[str, float] = {}
         for r in rows:
-            if r.objective in pretexts_of(self.cfg):
-                status.setdefault(r.arch_id, set()).add(r.status)
+            if r.job_id in this:
+                seconds[r.arch_id] = seconds.get(r.arch_id, 0.0) + (r.seconds or 0.0)
         out = []
-        for p in proposals:
+        for p in proposals:  # no score (its job failed, diverged or timed out): observed as failed
             v = float(values.get(p.spec.arch_id, math.nan))
-            st = status.get(p.spec.arch_id, {"done"} if math.isfinite(v) else {"failed"})
-            out.append(Observation(p.spec, p.rung, v, "done" if st == {"done"} else sorted(st - {"done"})[0]))
+            out.append(Observation(p.spec, p.rung, v, "done" if math.isfinite(v) else "failed",
+                                   {"seconds": seconds.get(p.spec.arch_id, 0.0)}))
         return out
 
     def cleanup(self) -> None:

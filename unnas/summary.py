@@ -38,7 +38,7 @@ def job_line(row, job=None) -> str:
             f"({row.seconds or 0:.1f} s) {detail}")
 
 
-def round_line(k: int, rungs, jobs, todo, store) -> str:
+def round_line(k: int, rungs, jobs, todo) -> str:
     where = f"round {k + 1}" + (f" (rung {k + 1}/{len(rungs)}: {rungs[k]} epochs)" if rungs and k < len(rungs) else "")
     return f"{where}: {len(jobs)} jobs; {len(jobs) - len(todo)} already stored, {len(todo)} to run"
 

@@ -44,7 +44,7 @@ def sh_rungs(rungs: Sequence[int], epochs: int, eta: int) -> list[int]:
     return sorted(set(out))
 
 
-@STRATEGIES.register("fixed", config=PopulationOptions)
+@STRATEGIES.register("fixed")
 class FixedPopulation(Strategy):
     name = "fixed"
 
@@ -52,7 +52,7 @@ class FixedPopulation(Strategy):
         return [Proposal(s, 0) for s in self.options.specs] if not history else []
 
 
-@STRATEGIES.register("sh", config=PopulationOptions)
+@STRATEGIES.register("sh")
 class SuccessiveHalving(Strategy):
     name = "sh"
 
