@@ -102,27 +102,31 @@ def test_bad_budget_is_user_error(data):
         train(make(data), data.train, cfg(epochs=-1), seed=0)
 
 
+class BNProbe(nn.Module):
+    """A backbone that is one BN layer on the input: its batch statistics can be computed by hand."""
+
+    has_spatial = True
+    num_features = 3
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(3)
+
+    def pooled(self, x):
+        return self.bn(x).mean(dim=(2, 3))
+
+
+class BNProbeObjective(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = BNProbe()
+
+    def train_input(self, images, generator):
+        return images.float()
+
+
 def test_precise_bn_is_the_exact_mean_over_samples(data):
-    class Probe(nn.Module):  # a backbone that is one BN layer on the input
-        has_spatial = True
-        num_features = 3
-
-        def __init__(self):
-            super().__init__()
-            self.bn = nn.BatchNorm2d(3)
-
-        def pooled(self, x):
-            return self.bn(x).mean(dim=(2, 3))
-
-    class Obj(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.backbone = Probe()
-
-        def train_input(self, images, generator):
-            return images.float()
-
-    obj = Obj()
+    obj = BNProbeObjective()
     precise_bn(obj, data.train, num_samples=len(data.train), batch_size=16, generator=torch.Generator(),
                device=torch.device("cpu"))
     x = data.train.images.float()
@@ -141,3 +145,19 @@ def test_evaluate_and_checkpoint_is_safe_to_load(data, tmp_path):
     assert state["config"] == {"a": 1} and state["epoch"] == 1
     out = evaluate_objective(obj, data.test, batch_size=32)
     assert out["n"] == len(data.test) and 0 <= out["acc"] <= 1
+
+
+def test_precise_bn_weights_a_short_last_batch_by_its_samples(data):
+    n, batch = 50, 16  # batches of 16, 16, 16 and 2 samples
+    obj = BNProbeObjective()
+    precise_bn(obj, data.train, num_samples=n, batch_size=batch, generator=torch.Generator().manual_seed(4),
+               device=torch.device("cpu"))
+    idx = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(4))[:n]
+    x = data.train.images[idx].double()
+    bn = obj.backbone.bn
+    # the mean over all 50 samples, whatever the batch sizes
+    torch.testing.assert_close(bn.running_mean.double(), x.mean(dim=(0, 2, 3)), rtol=1e-6, atol=1e-4)
+    # the variance BN normalizes with in training (each batch's unbiased variance), weighted by samples
+    parts = x.split(batch)
+    want = sum(len(p) * p.var(dim=(0, 2, 3), unbiased=True) for p in parts) / n
+    torch.testing.assert_close(bn.running_var.double(), want, rtol=1e-5, atol=1e-3)

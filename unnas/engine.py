@@ -116,21 +116,26 @@ def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 @torch.no_grad()
 def precise_bn(objective: nn.Module, split: Split, num_samples: int, batch_size: int,
                generator: torch.Generator, device: torch.device) -> None:
-    """Recompute BN running statistics as the exact average over ``num_samples`` training inputs
-    (as the backbone sees them in training), instead of the EMA accumulated during training."""
+    """Recompute BN running statistics from ``num_samples`` training inputs (as the backbone sees
+    them in training), instead of the EMA accumulated during training.
+
+    Batches are weighted by their number of samples (the last one may be short): the running mean
+    is the mean over all ``num_samples`` inputs, the running variance the sample-weighted average
+    of the batches' unbiased variances (what BN normalizes with in training)."""
     bns = _bn_layers(objective.backbone)
     if not bns or num_samples <= 0:
         return
     momenta = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
-        m.momentum = None  # cumulative moving average = exact mean over batches
     was = objective.training
     objective.train()
     n = min(num_samples, len(split))
     idx = torch.randperm(len(split), generator=generator)[:n]
     for s in range(0, n, batch_size):
         b = idx[s:s + batch_size]
+        for m in bns:  # running <- running + (batch - running) * n_b / (samples so far)
+            m.momentum = len(b) / (s + len(b))
         x = objective.train_input(split.images[b].to(device), generator)
         objective.backbone.pooled(x)
     for m, mom in zip(bns, momenta):
