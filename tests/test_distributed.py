@@ -95,6 +95,27 @@ def test_one_process_equals_the_engine_bit_for_bit(tmp_path):
     assert rb.steps == ra.steps == 2 * (580 // 64)
 
 
+def test_the_data_parallel_path_is_the_engine_loop_with_its_sampler_and_progress():
+    # everything the engine's loop does reaches the data-parallel path: here the epoch sampler and
+    # the progress callback, which a separate copy of the loop did not have
+    from eval.samplers import class_balanced
+    from unnas.distributed import train_distributed
+    from unnas.engine import train
+
+    cfg, data, a = _setup("rotation")
+    seen_a, seen_b = [], []
+    train(a, data.train, cfg.train, seed=3, sampler=class_balanced, progress=lambda *x: seen_a.append(x[:2]))
+    _, _, b = _setup("rotation")
+    train_distributed(b, data.train, cfg.train, seed=3, sampler=class_balanced,
+                      progress=lambda *x: seen_b.append(x[:2]))
+    assert seen_a == seen_b == [(i + 1, 2 * (580 // 64)) for i in range(2 * (580 // 64))]
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    _, _, c = _setup("rotation")
+    train_distributed(c, data.train, cfg.train, seed=3)  # the default instance-balanced order differs
+    assert not torch.equal(c.state_dict()["backbone.stem.0.weight"], sb["backbone.stem.0.weight"])
+
+
 def _ddp_main(out: str) -> None:
     """Run under torchrun: train with DDP and let rank 0 save the result."""
     import torch.distributed as dist
