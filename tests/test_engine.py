@@ -235,3 +235,12 @@ def test_cuda_amp_resume_after_interruption_equals_uninterrupted(data, tmp_path)
     resumed = run(tmp_path / "b")
     for (k, v), (k2, v2) in zip(ref.state_dict().items(), resumed.state_dict().items()):
         assert k == k2 and torch.equal(v, v2), k
+
+
+def test_precise_bn_leaves_out_a_last_batch_of_one_sample(data):
+    obj = BNProbeObjective()
+    precise_bn(obj, data.train, num_samples=49, batch_size=16, generator=torch.Generator().manual_seed(4),
+               device=torch.device("cpu"))
+    idx = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(4))[:48]
+    want = data.train.images[idx].double().mean(dim=(0, 2, 3))
+    torch.testing.assert_close(obj.backbone.bn.running_mean.double(), want, rtol=1e-6, atol=1e-4)

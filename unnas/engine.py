@@ -166,7 +166,8 @@ def precise_bn(objective: nn.Module, split: Split, num_samples: int, batch_size:
 
     Batches are weighted by their number of samples (the last one may be short): the running mean
     is the mean over all ``num_samples`` inputs, the running variance the sample-weighted average
-    of the batches' unbiased variances (what BN normalizes with in training)."""
+    of the batches' unbiased variances (what BN normalizes with in training). A last batch of one
+    sample is left out."""
     bns = _bn_layers(objective.backbone)
     if not bns or num_samples <= 0:
         return
@@ -176,6 +177,8 @@ def precise_bn(objective: nn.Module, split: Split, num_samples: int, batch_size:
     was = objective.training
     objective.train()
     n = min(num_samples, len(split))
+    if n % batch_size == 1 and n > 1:
+        n -= 1  # BN cannot normalize a batch of one sample
     idx = torch.randperm(len(split), generator=generator)[:n]
     for s in range(0, n, batch_size):
         b = idx[s:s + batch_size]
