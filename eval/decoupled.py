@@ -8,9 +8,18 @@ features ``(N, D)`` of the train / val / test splits and never sees a network:
 * ``ncm``: nearest class mean on centred, L2-normalized features (:mod:`eval.ncm`);
 * ``crt``: classifier re-trained from scratch with class-balanced sampling (:func:`crt`);
 * ``tau_norm``: ``w_i / ||w_i||^tau``, bias dropped, ``tau`` from ``linspace(0, 2, 21)`` chosen
-  on the validation split (ties: the smaller tau) (:func:`tau_normalize`, :func:`select_tau`);
-* ``lws``: one learned scale per class, ``f_i (w_i x + b_i)``, the classifier frozen, trained
+  on the validation split (ties: the smaller tau) (:func:`tau_normalize`, :func:`select_tau`,
+  :func:`tau_scores`). The rows are normalized in the coordinates the classifier was fitted in
+  (:attr:`LinearClassifier.standardize`: a linear probe's standardized features, the raw
+  features for the jointly trained head), and only the learned bias is dropped: the centring of
+  a standardized probe is part of its feature map, so ``tau = 0`` is the joint classifier less
+  its learned bias (small for a probe fitted on balanced classes, as for a head trained with the
+  backbone in Kang et al.);
+* ``lws``: one learned scale per class, ``f_i (w_i z + b_i)``, the classifier frozen, trained
   with class-balanced sampling from ``f = 1`` (:func:`lws`).
+
+cRT and LWS each get their own sampler: the progressively-balanced one runs over that method's
+own epochs (class-balanced in its last), whatever the other's epoch count.
 
 Many / medium / few-shot groups come from the training class counts (:func:`shot_thresholds`):
 many-shot ``n > many``, few-shot ``n < few``, medium otherwise. The paper's thresholds are
@@ -35,7 +44,7 @@ from unnas.errors import UserError
 from unnas.registry import EVALUATORS
 
 __all__ = ["PAPER_THRESHOLDS", "IMAGENET_LT_MAX", "METHODS", "GROUPS", "DecoupledOptions", "FeatureSplits",
-           "shot_thresholds", "shot_groups", "group_accuracy", "tau_normalize", "select_tau", "crt", "lws",
+           "shot_thresholds", "shot_groups", "group_accuracy", "tau_normalize", "select_tau", "tau_scores", "crt", "lws",
            "lws_logits", "run_decoupled", "parse_thresholds"]
 
 PAPER_THRESHOLDS = (100.0, 20.0)  # many: n > 100, few: n < 20
@@ -104,10 +113,18 @@ def tau_normalize(weight: torch.Tensor, tau: float) -> torch.Tensor:
     return w / torch.where(norms > 0, norms, torch.ones_like(norms)).pow(tau)
 
 
+def tau_scores(classifier: LinearClassifier, tau: float, feats: torch.Tensor) -> torch.Tensor:
+    """Bias-free tau-normalized scores ``z @ tau_normalize(W, tau).T`` of raw features, ``z`` the
+    coordinates the classifier was fitted in."""
+    z = classifier.standardize(feats).float()
+    return z @ tau_normalize(classifier.weight, tau).float().T
+
+
 def select_tau(weight: torch.Tensor, val_feats: torch.Tensor, val_labels: torch.Tensor,
                taus: Sequence[float] | None = None) -> tuple[float, list[list[float]]]:
     """The tau with the best validation top-1 of the bias-free ``tau_normalize(W, tau) x`` (ties:
-    the smallest tau) and the curve ``[[tau, val_top1], ...]``."""
+    the smallest tau) and the curve ``[[tau, val_top1], ...]``. ``val_feats`` are in the
+    coordinates of ``weight`` (:meth:`LinearClassifier.standardize`)."""
     taus = [float(t) for t in (taus if taus is not None else torch.linspace(0, 2, 21).tolist())]
     if not taus:
         raise UserError("taus", taus, "at least one value")
@@ -193,7 +210,6 @@ def run_decoupled(feats: FeatureSplits, joint: LinearClassifier, num_classes: in
     groups = shot_groups(counts, th["many"], th["few"])
     sx = feats.train_x if stage2_x is None else stage2_x
     sy = feats.train_y if stage2_y is None else stage2_y
-    sampler = get_sampler(options.sampler, max(options.crt_epochs, options.lws_epochs), "stage-2 sampler")
     W, b = joint.weight.float(), joint.bias.float()
     out: dict = {"train_counts": counts, "thresholds": th, "groups": groups,
                  "group_sizes": {g: groups.count(g) for g in ("many", "medium", "few")},
@@ -211,17 +227,19 @@ def run_decoupled(feats: FeatureSplits, joint: LinearClassifier, num_classes: in
         elif m == "ncm":
             report("ncm", fit_ncm(feats.train_x, feats.train_y, num_classes).scores)
         elif m == "crt":
+            sampler = get_sampler(options.sampler, max(1, options.crt_epochs), "stage-2 sampler")
             clf = crt(sx, sy, num_classes, sampler=sampler, epochs=options.crt_epochs, batch_size=options.batch_size,
                       lr=options.crt_lr, weight_decay=options.crt_weight_decay, generator=gen)
-            report("crt", clf.logits, epochs=options.crt_epochs, sampler=options.sampler)
+            report("crt", clf.logits, epochs=options.crt_epochs, sampler=options.sampler,
+                   sampler_epochs=options.crt_epochs)
         elif m == "tau_norm":
-            tau, curve = select_tau(W, feats.val_x, feats.val_y, options.taus)
-            wt = tau_normalize(W, tau)
-            report("tau_norm", lambda x: torch.as_tensor(x).float() @ wt.T, tau=tau, val_curve=curve)
+            tau, curve = select_tau(W, joint.standardize(feats.val_x), feats.val_y, options.taus)
+            report("tau_norm", lambda x: tau_scores(joint, tau, x), tau=tau, val_curve=curve)
         elif m == "lws":
-            f = lws(W, b, sx, sy, sampler=sampler, epochs=options.lws_epochs, batch_size=options.batch_size,
-                    lr=options.lws_lr, generator=gen)
-            report("lws", lambda x: lws_logits(W, b, f, x), scales=f.tolist(), epochs=options.lws_epochs,
-                   sampler=options.sampler)
+            sampler = get_sampler(options.sampler, max(1, options.lws_epochs), "stage-2 sampler")
+            f = lws(W, b, joint.standardize(sx), sy, sampler=sampler, epochs=options.lws_epochs,
+                    batch_size=options.batch_size, lr=options.lws_lr, generator=gen)
+            report("lws", lambda x: lws_logits(W, b, f, joint.standardize(x)), scales=f.tolist(),
+                   epochs=options.lws_epochs, sampler=options.sampler, sampler_epochs=options.lws_epochs)
     out["options"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(options).items()}
     return out

@@ -2,12 +2,15 @@
 
 Everything here is a function of feature tensors; nothing touches a backbone. Conventions:
 
-* A :class:`LinearClassifier` holds ``weight (C, D)`` and ``bias (C,)`` acting on the *raw*
-  features: ``logits = x @ weight.T + bias``.
+* A :class:`LinearClassifier` holds ``weight (C, D)`` and ``bias (C,)`` in the coordinates it
+  was fitted in, ``z = (x - mean) / std`` (``mean`` / ``std`` ``None``: the raw features), and
+  takes raw features: ``logits(x) = z @ weight.T + bias``. The centring ``-weight @ mean / std``
+  belongs to the feature map, not to the learned bias, so methods that rescale the rows or drop
+  the bias (tau-norm) act on what was learned.
 * :func:`fit_linear` minimizes ``mean cross-entropy + weight_decay / 2 * ||W||^2`` (bias not
   decayed). With ``standardize=True`` (default) it fits on features standardized with the
-  training mean / std and folds that affine map back into ``weight`` and ``bias``, so the decay
-  acts on the standardized scale. Optimizers: full-batch L-BFGS (strong Wolfe line search,
+  training mean / std (kept in the classifier), so the decay acts on the standardized scale.
+  Optimizers: full-batch L-BFGS (strong Wolfe line search,
   deterministic) or mini-batch SGD with momentum and a cosine schedule whose batches come from a
   sampler of :mod:`eval.samplers` (class-balanced for cRT). Weights start at zero (the problem is
   convex), so the only randomness is the SGD batch order from the explicit generator.
@@ -37,12 +40,22 @@ OPTIMIZERS = ("lbfgs", "sgd")
 
 @dataclass(frozen=True)
 class LinearClassifier:
-    weight: torch.Tensor  # (C, D)
+    weight: torch.Tensor  # (C, D), acting on standardize(x)
     bias: torch.Tensor  # (C,)
+    mean: torch.Tensor | None = None  # (D,) the standardization fitted in; None: raw features
+    std: torch.Tensor | None = None  # (D,)
+
+    def standardize(self, feats: torch.Tensor) -> torch.Tensor:
+        """Raw features -> the coordinates the classifier was fitted in."""
+        x = torch.as_tensor(feats).to(self.weight.dtype)
+        if self.mean is not None:
+            x = x - self.mean.to(x.dtype)
+        if self.std is not None:
+            x = x / self.std.to(x.dtype)
+        return x
 
     def logits(self, feats: torch.Tensor) -> torch.Tensor:
-        x = torch.as_tensor(feats).to(self.weight.dtype)
-        return x @ self.weight.T + self.bias
+        return self.standardize(feats) @ self.weight.T + self.bias
 
     def predict(self, feats: torch.Tensor) -> torch.Tensor:
         return self.logits(feats).argmax(dim=1)
@@ -136,10 +149,9 @@ def fit_linear(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, *, w
         train_sgd([w, b], lambda idx: F.cross_entropy(z[idx] @ w.T + b, y[idx]), y, sampler=sampler,
                   epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
                   decay_params=[w], generator=generator)
-    with torch.no_grad():
-        weight = w / std
-        bias = b - weight @ mean
-    return LinearClassifier(weight.detach().float(), bias.detach().float())
+    if not standardize:
+        return LinearClassifier(w.detach().float(), b.detach().float())
+    return LinearClassifier(w.detach().float(), b.detach().float(), mean.float(), std.float())
 
 
 @EVALUATORS.register("linear")

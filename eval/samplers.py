@@ -13,8 +13,10 @@ images of class ``j``), then an image of that class uniformly:
   (a permutation, i.e. sampling without replacement, the usual epoch);
 * :func:`class_balanced` (``q = 0``): every class equally often (with replacement);
 * :func:`square_root` (``q = 1/2``);
-* :func:`progressively_balanced(total_epochs)`: ``p_j(t) = (1 - t/T) p_j^IB + (t/T) p_j^CB`` with
-  ``t = epoch`` and ``T = total_epochs``, moving from instance- to class-balanced.
+* :func:`progressively_balanced(total_epochs)`: ``p_j = (1 - lam) p_j^IB + lam p_j^CB`` with
+  ``lam = t / (T - 1)`` at epoch ``t = 0 .. T - 1`` of ``T = total_epochs`` (the authors' schedule,
+  ``linspace(0, 1, T)``): class frequencies in the first epoch, class-balanced in the last. A
+  sampler for a run of ``T`` epochs must be built with that run's own ``T``.
 
 Classes without images are never drawn.
 """
@@ -94,7 +96,8 @@ square_root.__doc__ = "Class j drawn with probability sqrt(n_j) / sum_k sqrt(n_k
 
 
 def progressively_balanced(total_epochs: int) -> Sampler:
-    """``p_j(t) = (1 - t/T) n_j / N + (t/T) / C`` at epoch ``t`` of ``T = total_epochs``."""
+    """``p_j = (1 - lam) n_j / N + lam / C`` with ``lam = t / (T - 1)`` at epoch ``t`` of
+    ``T = total_epochs`` (``lam = 0`` when ``T = 1``; epochs past the last stay class-balanced)."""
     if int(total_epochs) < 1:
         raise UserError("total_epochs", total_epochs, "a positive integer")
     total = int(total_epochs)
@@ -103,7 +106,7 @@ def progressively_balanced(total_epochs: int) -> Sampler:
                                ) -> torch.Tensor:
         labels = _check_labels(labels)
         counts = torch.bincount(labels)
-        t = min(max(int(epoch), 0), total) / total
+        t = min(max(int(epoch), 0), total - 1) / (total - 1) if total > 1 else 0.0
         probs = (1 - t) * class_probabilities(counts, 1.0) + t * class_probabilities(counts, 0.0)
         return sample_classes(labels, probs, labels.numel(), generator)
 

@@ -26,6 +26,9 @@ cifar      4096    0.99   0.1    128   linear  (0.08, 1)    (0.4, 0.4, 0.4, 0.1)
 All presets: grayscale p=0.2, flip p=0.5, asymmetric loss, split BN. ``cifar`` is the authors'
 CIFAR-10 demo (ResNet-18, batch 512, SplitBatchNorm with 8 groups) and the default, as it suits
 small datasets. MoCo v1 applied grayscale before the jitter; here every version uses v2's order.
+Under data-parallel training (:mod:`unnas.distributed`) BN stays per process (``sync_batchnorm``
+is False): each process normalizes its own sub-batch (split into groups as above) and the keys
+are shuffled across processes, the reference's shuffle BN.
 
 Rules that depend on the run (checked on the first training batch, and by :meth:`Moco.check_run`
 before a run starts):
@@ -189,6 +192,7 @@ class Moco(Objective):
     """Momentum Contrast; ``options`` is a :class:`MocoOptions`."""
 
     name = "moco"
+    sync_batchnorm = False  # data-parallel: per-process BN, keys shuffled across processes (shuffle BN)
 
     def __init__(self, backbone, info, options: MocoOptions | None = None):
         super().__init__(backbone, info, options if options is not None else MocoOptions())

@@ -18,9 +18,12 @@ Per image (all batched, no per-image Python loop):
 6. every tile goes through the shared backbone (pooled features), the features are concatenated
    in position order and a linear head predicts ``k``.
 
-The permutation set is a pure function of ``(grid, num_perms, perm_seed)``: all ``(g*g)!``
-permutations in lexicographic order when ``num_perms >= (g*g)!`` (the 2x2 default: 24), else
-``num_perms`` chosen greedily for a maximal minimum Hamming distance (:func:`permutation_set`).
+The permutation set is a pure function of ``(grid, num_perms, perm_seed, perm_criterion)``: all
+``(g*g)!`` permutations in lexicographic order when ``num_perms >= (g*g)!`` (the 2x2 default: 24),
+else ``num_perms`` chosen greedily (:func:`permutation_set`): by default Noroozi & Favaro's rule,
+each new permutation the one with the largest summed Hamming distance to those already chosen
+(``perm_criterion=sum``); ``perm_criterion=min`` maximizes the minimum distance instead (a set
+whose closest pair is as far apart as possible).
 
 Evaluation features (:meth:`Jigsaw.features`, kNN / probes) are the pooled features of the
 *whole* image, normalized like a training tile (dataset normalization, then per-image zero mean
@@ -46,6 +49,7 @@ from unnas.objectives.base import DataInfo, Objective, accuracy
 from unnas.registry import OBJECTIVES
 
 _MAX_ENUMERATED = 9  # enumerate all permutations up to 3x3 (9! = 362,880 candidates)
+PERM_CRITERIA = ("sum", "min")
 _POOL = 100_000  # random candidate pool for larger grids
 
 
@@ -54,6 +58,7 @@ class JigsawOptions:
     grid: int = 2  # g: the image is cut into g x g tiles
     num_perms: int = 100  # classes; all (g*g)! permutations when this is at least (g*g)!
     perm_seed: int = 0  # seeds the greedy permutation selection (unused when all are taken)
+    perm_criterion: str = "sum"  # greedy rule: sum (Noroozi & Favaro) | min (maximin Hamming distance)
     gray_prob: float = 0.3  # probability of a grayscale image in training (colour data only)
     tile_fraction: float = 0.76  # tile side / cell side; the rest is the random gap (UnNAS: 0.76)
     flip: bool = True  # random horizontal flip in training
@@ -84,21 +89,28 @@ def _candidates(n: int, seed: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def permutation_set(grid: int, num_perms: int, seed: int = 0) -> np.ndarray:
+def permutation_set(grid: int, num_perms: int, seed: int = 0, criterion: str = "sum") -> np.ndarray:
     """``(K, g*g)`` int64 permutations of the tile positions, a pure function of the arguments.
 
     ``K = min(num_perms, (g*g)!)``. When every permutation is kept they come in lexicographic
-    order (so index 0 is the identity). Otherwise greedy farthest-point selection: start from a
-    candidate drawn with ``numpy.random.default_rng(seed)``, then repeatedly add the candidate
-    whose minimum Hamming distance to the chosen set is largest; ties go to the largest total
-    distance (Noroozi & Favaro's criterion), remaining ties to a seeded random choice. Candidates
-    are all ``(g*g)!`` permutations up to 3x3, else a seeded pool of 100,000 random ones.
+    order (so index 0 is the identity). Otherwise greedy selection: start from a candidate drawn
+    with ``numpy.random.default_rng(seed)``, then repeatedly add the candidate not yet chosen with
+
+    * ``criterion="sum"`` (Noroozi & Favaro 2016, the default): the largest summed Hamming
+      distance to the chosen set; ties go to the first such candidate (as their argmax);
+    * ``criterion="min"``: the largest minimum Hamming distance to the chosen set (farthest-point
+      selection); ties go to the largest summed distance, remaining ties to a seeded random choice.
+
+    Candidates are all ``(g*g)!`` permutations in lexicographic order up to 3x3, else a seeded pool
+    of 100,000 random ones.
     """
     n = grid * grid
     if grid < 2:
         raise UserError("jigsaw.grid", grid, "an integer >= 2")
     if num_perms < 2:
         raise UserError("jigsaw.num_perms", num_perms, "an integer >= 2")
+    if criterion not in PERM_CRITERIA:
+        raise UserError("jigsaw.perm_criterion", criterion, PERM_CRITERIA)
     if n <= _MAX_ENUMERATED and num_perms >= math.factorial(n):
         return _candidates(n, seed).astype(np.int64)
     cand = _candidates(n, seed)
@@ -114,16 +126,21 @@ def permutation_set(grid: int, num_perms: int, seed: int = 0) -> np.ndarray:
     dmin = dist(chosen[0])
     dsum = dmin.astype(np.int64)
     dmin[chosen[0]] = -1
+    dsum[chosen[0]] = -1
     for _ in range(num_perms - 1):
-        best = np.flatnonzero(dmin == dmin.max())
-        if len(best) > 1:
-            best = best[dsum[best] == dsum[best].max()]
-        j = int(best[rng.integers(len(best))]) if len(best) > 1 else int(best[0])
+        if criterion == "sum":
+            j = int(np.argmax(dsum))
+        else:
+            best = np.flatnonzero(dmin == dmin.max())
+            if len(best) > 1:
+                best = best[dsum[best] == dsum[best].max()]
+            j = int(best[rng.integers(len(best))]) if len(best) > 1 else int(best[0])
         chosen.append(j)
         d = dist(j)
         np.minimum(dmin, d, out=dmin)
         dsum += d
         dmin[chosen] = -1
+        dsum[chosen] = -1
     return cand[chosen].astype(np.int64)
 
 
@@ -198,6 +215,8 @@ class Jigsaw(Objective):
             raise UserError("jigsaw.tile_fraction", options.tile_fraction, "a fraction in (0, 1]")
         if options.eps <= 0:
             raise UserError("jigsaw.eps", options.eps, "a positive number")
+        if options.perm_criterion not in PERM_CRITERIA:
+            raise UserError("jigsaw.perm_criterion", options.perm_criterion, PERM_CRITERIA)
         tile_geometry(info.image_size, options.grid, options.tile_fraction)  # grid finer than the image
 
     def __init__(self, backbone, info, options: JigsawOptions | None = None):
@@ -208,7 +227,8 @@ class Jigsaw(Objective):
         self.cell, self.tile, self.top, self.left = tile_geometry(info.image_size, options.grid,
                                                                   options.tile_fraction)
         self.register_buffer("perms", torch.from_numpy(
-            permutation_set(options.grid, options.num_perms, options.perm_seed)), persistent=False)
+            permutation_set(options.grid, options.num_perms, options.perm_seed, options.perm_criterion)),
+            persistent=False)
         self.num_perms = int(self.perms.shape[0])
         self.head = nn.Linear(backbone.num_features * options.grid ** 2, self.num_perms)
 

@@ -323,34 +323,71 @@ def test_to_wandb_offline_replay(report, tmp_path, monkeypatch):
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+# CI (.ci/run) installs Chromium and sets this, so there the test runs instead of skipping
+REQUIRE_CHROMIUM = os.environ.get("UNNAS_REQUIRE_CHROMIUM") == "1"
 
-_PROBE = """<script>
+# Injected first into <head>: a content security policy that lets the page load nothing but data:
+# images and inline style / script (any other fetch is blocked and reported), and a probe that
+# writes, after the load event, what the browser made of every image and of every fetch.
+_PROBE = """<meta http-equiv="Content-Security-Policy"
+ content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<script>
 window.__errors = [];
+window.__blocked = [];
 window.addEventListener('error', e => window.__errors.push(String(e.message || (e.target && e.target.tagName))), true);
+document.addEventListener('securitypolicyviolation', e => window.__blocked.push(e.blockedURI + ' ' + e.violatedDirective));
 window.addEventListener('load', () => {
-  const imgs = [...document.images];
-  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
-  document.body.setAttribute('data-probe', ok + '/' + imgs.length + '/' + window.__errors.length);
+  const images = [...document.images].map(i => {
+    const r = i.getBoundingClientRect(), st = getComputedStyle(i);
+    return {alt: i.alt, complete: i.complete, w: i.naturalWidth, h: i.naturalHeight, shownW: r.width, shownH: r.height,
+            top: r.top + window.scrollY, display: st.display, visibility: st.visibility, opacity: Number(st.opacity),
+            scheme: i.currentSrc.split(':')[0]};
+  });
+  const fetched = performance.getEntriesByType('resource').map(e => e.name);
+  const out = {images, fetched, errors: window.__errors, blocked: window.__blocked,
+               height: document.documentElement.scrollHeight};
+  const pre = document.createElement('pre');
+  pre.id = 'probe';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
 });
 </script>"""
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
-def test_renders_in_headless_chromium(report, tmp_path):
-    _, page, _, _ = report
-    probed = tmp_path / "probe.html"
-    probed.write_text(page.read_text().replace("<head>", "<head>" + _PROBE, 1))
+def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,4000"]
+             "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={tmp_path / 'profile'}",
+             "--window-size=1280,4000"]
     env = {**os.environ, "HOME": str(tmp_path)}
-    dom = subprocess.run([*flags, "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=90,
-                         env=env)
-    m = re.search(r'data-probe="(\d+)/(\d+)/(\d+)"', dom.stdout)
+    return subprocess.run([*flags, *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.mark.skipif(CHROMIUM is None and not REQUIRE_CHROMIUM, reason="chromium not installed")
+def test_renders_in_headless_chromium(report, tmp_path):
+    assert CHROMIUM is not None, "UNNAS_REQUIRE_CHROMIUM=1 but no chromium on PATH (.ci/run installs Debian's)"
+    _, page, _, _ = report
+    html = page.read_text()
+    assert not re.search(r"(src|href)=[\"']?(https?:)?//", html)  # nothing external referenced
+    probed = tmp_path / "probe.html"
+    probed.write_text(html.replace("<head>", "<head>" + _PROBE, 1))
+    dom = _chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", probed.as_uri())
+    m = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
     assert m, dom.stderr[-2000:]
-    assert (int(m[1]), int(m[2]), int(m[3])) == (len(PLOTS), len(PLOTS), 0)
-    shot = tmp_path / "shot.png"
-    subprocess.run([*flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=90, env=env)
+    import html as html_mod
+
+    probe = json.loads(html_mod.unescape(m[1]))
+    assert probe["errors"] == [] and probe["blocked"] == []
+    assert probe["fetched"] == []  # no resource came from the network (data: images are not fetches)
+    images = {i["alt"]: i for i in probe["images"]}
+    assert len(probe["images"]) == len(PLOTS) and len(images) == len(PLOTS)
+    for alt, i in images.items():  # every plot decoded and is shown on the page
+        assert i["complete"] and i["w"] > 100 and i["h"] > 100, i
+        assert i["scheme"] == "data" and i["display"] != "none" and i["visibility"] == "visible", i
+        assert i["opacity"] > 0 and i["shownW"] > 100 and i["shownH"] > 50, i
+        assert 0 <= i["top"] < probe["height"], i
+    shot = tmp_path / "report.png"  # kept under the test's temporary folder
+    _chromium(tmp_path, f"--screenshot={shot}", page.as_uri())
     img = Image.open(shot)
     assert img.size == (1280, 4000)
     assert len(img.convert("L").getcolors(1 << 16) or []) > 50  # not a blank page

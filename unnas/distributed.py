@@ -3,21 +3,29 @@
     torchrun --nproc-per-node 2 -m unnas.distributed --generator resnet --params width=64 \\
         --pretext rotation --data cifar10 --out runs/big train.epochs=30
 
-Conventions, chosen so that W processes train like one process at the same *global* batch:
+The training loop is the engine's (:func:`unnas.engine.train`); :class:`DataParallel` is its
+:class:`~unnas.replicas.Replicas` hook. Conventions, chosen so that W processes train like one
+process at the same *global* batch:
 
 * ``train.batch_size`` is the global batch; each rank takes its contiguous ``1/W`` share of every
-  global batch of the one shared epoch order (all ranks draw the same permutation from the
-  ``seed``). The learning-rate schedule counts global steps, exactly as :func:`unnas.engine.train`.
-* Gradients are averaged by :class:`~torch.nn.parallel.DistributedDataParallel`; BatchNorm layers
-  are replaced by :class:`GlobalBatchNorm`, which normalizes with the statistics of the whole
-  global batch (a differentiable all-reduce; PyTorch's SyncBatchNorm needs a GPU). So the
-  gradient is the one-process gradient of the global batch, up to float summation order.
+  global batch of the one shared epoch order (all ranks draw the same order from the ``seed``,
+  with the run's sampler). The learning-rate schedule counts global steps.
+* Gradients are averaged by :class:`~torch.nn.parallel.DistributedDataParallel`. For objectives
+  with ``sync_batchnorm`` (all but MoCo) BatchNorm layers are replaced by
+  :class:`GlobalBatchNorm`, which normalizes with the statistics of the whole global batch (a
+  differentiable all-reduce; PyTorch's SyncBatchNorm needs a GPU), so the gradient is the
+  one-process gradient of the global batch, up to float summation order. MoCo keeps plain BN:
+  each rank normalizes its own sub-batch (with split BN inside it) and the keys are shuffled
+  across ranks (shuffle BN, as the reference), so a key is never normalized with its query.
 * Augmentation randomness: with one process the single generator of the engine is used (the
   result equals :func:`unnas.engine.train` bit for bit); with W > 1 each rank draws its own
   augmentations from ``(seed, rank)``, so runs agree with one process in distribution, and
   exactly when the objective's training input is deterministic.
-* Rank 0 writes checkpoints (every rank's RNG states included) and, at the end, evaluates and
-  writes ``result.json`` and ``model.pt`` into ``--out``. Resuming needs the same world size.
+* A diverged loss or the time limit on any rank stops every rank at the same step. Rank 0 writes
+  checkpoints (every rank's random state included; resuming needs the same world size). After
+  training every rank works on its own again (BN local, no collective call): precise BN runs on
+  every rank with the same samples, and rank 0 evaluates and writes ``result.json`` and
+  ``model.pt`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -26,9 +34,8 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -36,19 +43,9 @@ from torch import nn
 
 from unnas.cli import ArgumentParser
 from unnas.data.core import Split
-from unnas.engine import (
-    JobTimeout,
-    TrainResult,
-    _checkpoints,
-    apply_runtime,
-    budget,
-    latest_checkpoint,
-    make_optimizer,
-    precise_bn,
-    random_order,
-    save_atomic,
-)
-from unnas.errors import DivergedError, UserError
+from unnas.engine import TrainResult, save_atomic, train
+from unnas.errors import UserError
+from unnas.replicas import Replicas
 
 
 def world() -> tuple[int, int]:
@@ -61,12 +58,13 @@ def world() -> tuple[int, int]:
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm over the global batch of every rank (CPU or GPU, any backend).
 
-    Training: mean and biased variance over all ranks' samples (two differentiable all-reduces),
-    running statistics updated with the unbiased variance like :class:`torch.nn.BatchNorm2d`.
-    Evaluation, or a single process: plain batch norm.
+    Training with ``synchronized`` (set while :class:`DataParallel` trains): mean and biased
+    variance over all ranks' samples (two differentiable all-reduces), running statistics
+    updated with the unbiased variance like :class:`torch.nn.BatchNorm2d`. Evaluation, a single
+    process, or not ``synchronized``: plain batch norm of this rank's samples.
     """
 
-    synchronized = True  # False: local statistics (precise BN, where every rank sees the same samples)
+    synchronized = False
 
     def _check_input_dim(self, x: torch.Tensor) -> None:
         if x.dim() < 2:
@@ -100,14 +98,20 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 
 def global_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm layer (keeping its parameters and statistics) by :class:`GlobalBatchNorm`."""
+    """Replace every BatchNorm layer (keeping its parameters, statistics, device, dtype and which
+    parameters train) by :class:`GlobalBatchNorm`."""
     for name, child in list(module.named_children()):
         if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, GlobalBatchNorm):
             new = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
                                   child.track_running_stats)
+            like = next((t for t in (*child.parameters(), *child.buffers()) if t.is_floating_point()), None)
+            if like is not None:
+                new.to(device=like.device, dtype=like.dtype)
             new.load_state_dict(child.state_dict())
+            for p_new, p_old in zip(new.parameters(), child.parameters()):
+                p_new.requires_grad_(p_old.requires_grad)
             new.train(child.training)
-            setattr(module, name, new.to(next(child.buffers(), torch.zeros(())).device))
+            setattr(module, name, new)
         else:
             global_batchnorm(child)
     return module
@@ -120,113 +124,74 @@ def shard_order(order: torch.Tensor, global_batch: int, rank: int, world_size: i
     return order[:n].view(-1, world_size, per)[:, rank].reshape(-1)
 
 
-def train_distributed(objective: nn.Module, split: Split, cfg, *, seed: int = 0,
-                      device: str | torch.device = "cpu", checkpoint_dir: str | Path | None = None,
-                      config: dict | None = None, log: Callable[[str], None] | None = None) -> TrainResult:
-    """Train like :func:`unnas.engine.train` on every rank of the process group (see module doc)."""
-    rank, w = world()
-    if cfg.batch_size <= 0 or cfg.batch_size % w:
-        raise UserError("train.batch_size", cfg.batch_size, f"a positive multiple of the {w} processes")
-    device = torch.device(device)
-    apply_runtime(cfg)
-    per = cfg.batch_size // w
-    uses_labels = bool(getattr(objective, "uses_labels", False))
-    if w > 1:
-        global_batchnorm(objective)
-    objective.to(device)
-    if cfg.channels_last and device.type == "cpu":
-        objective.to(memory_format=torch.channels_last)
-    spe, total, epochs = budget(len(split), cfg)
-    model = objective
-    if w > 1:
-        model = nn.parallel.DistributedDataParallel(objective, broadcast_buffers=False,
-                                                    device_ids=[device.index] if device.type == "cuda" else None)
-    params = [p for p in objective.parameters() if p.requires_grad]
-    opt, sched = make_optimizer(params, cfg, total, spe)
-    order_gen = torch.Generator().manual_seed(int(seed))
-    aug_gen = order_gen if w == 1 else torch.Generator().manual_seed(int(seed) * 1_000_003 + 7919 * (rank + 1))
-    result = TrainResult()
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
-    start_epoch, step = 0, 0
-    state = latest_checkpoint(ckpt_dir, log) if ckpt_dir is not None and ckpt_dir.is_dir() else None
-    if state is not None:
-        if int(state.get("world_size", 1)) != w:
-            raise UserError("--nproc-per-node", w, str(state.get("world_size")),
-                            message="the checkpoint was written by another number of processes")
-        objective.load_state_dict(state["objective"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        order_gen.set_state(state["generator"])
-        mine = state["ranks"][rank]
-        if w > 1:
-            aug_gen.set_state(mine["aug"])
-        torch.set_rng_state(mine["torch_rng"])
-        start_epoch, step = int(state["epoch"]), int(state["step"])
-        result.history = list(state["history"])
-        result.resumed_from_epoch = start_epoch
-    t0 = time.perf_counter()
-    for epoch in range(start_epoch, epochs):
-        objective.train()
-        order = shard_order(random_order(split.labels, epoch, order_gen), cfg.batch_size, rank, w)
-        n_steps = min(spe, total - step)
-        sums = torch.zeros(3, dtype=torch.float64)
-        te = time.perf_counter()
-        for i in range(n_steps):
-            b = order[i * per:(i + 1) * per]
-            images = split.images[b].to(device, non_blocking=True)
-            labels = split.labels[b].to(device) if uses_labels else None
-            out = model(images, labels, aug_gen)
-            loss = out["loss"]
-            bad = torch.tensor([0.0 if torch.isfinite(loss.detach()) else 1.0])
-            if w > 1:
-                dist.all_reduce(bad)
-            if bad.item():
-                raise DivergedError(step, float(loss.detach()))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            sched.step()
-            objective.after_step()
-            step += 1
-            sums += torch.tensor([float(loss.detach()), float(out["acc"]), 1.0], dtype=torch.float64)
-            if cfg.time_limit and time.perf_counter() - t0 > cfg.time_limit:
-                raise JobTimeout(f"time limit of {cfg.time_limit:g} s reached at step {step}")
-        if w > 1:
-            dist.all_reduce(sums)
-        result.history.append({"epoch": epoch + 1, "step": step, "loss": float(sums[0] / max(sums[2], 1)),
-                               "acc": float(sums[1] / max(sums[2], 1)), "lr": opt.param_groups[0]["lr"],
-                               "seconds": time.perf_counter() - te})
-        if ckpt_dir is not None and cfg.checkpoint:
-            mine = {"aug": aug_gen.get_state(), "torch_rng": torch.get_rng_state()}
-            ranks = [None] * w
-            if w > 1:
-                dist.all_gather_object(ranks, mine)
-            else:
-                ranks = [mine]
-            if rank == 0:
-                save_atomic({"objective": objective.state_dict(), "optimizer": opt.state_dict(),
-                             "scheduler": sched.state_dict(), "generator": order_gen.get_state(), "ranks": ranks,
-                             "world_size": w, "epoch": epoch + 1, "step": step, "history": result.history,
-                             "config": config or {}}, ckpt_dir / f"epoch_{epoch + 1}.pt")
-                for old in _checkpoints(ckpt_dir)[2:]:
-                    old.unlink(missing_ok=True)
-            if w > 1:
-                dist.barrier()
-    if cfg.precise_bn and epochs > 0:
-        # every rank recomputes BN statistics locally on the same samples and augmentations (the
-        # shared order generator), exactly as one process does, so the ranks stay identical
-        gbn = [m for m in objective.modules() if isinstance(m, GlobalBatchNorm)]
-        for m in gbn:
-            m.synchronized = False
-        precise_bn(objective, split, cfg.precise_bn, cfg.batch_size, order_gen, device)
-        for m in gbn:
+class DataParallel(Replicas):
+    """The engine's hook for the processes of the default ``torch.distributed`` group (module doc)."""
+
+    def __init__(self) -> None:
+        self.rank, self.world = world()
+        self.device = torch.device("cpu")  # where collective tensors live (CUDA for NCCL)
+        self.layers: list[GlobalBatchNorm] = []
+
+    def check(self, batch_size: int, num_samples: int) -> None:
+        if batch_size % self.world:
+            raise UserError("train.batch_size", batch_size, f"a positive multiple of the {self.world} processes")
+        if self.world > 1 and num_samples < batch_size:
+            raise UserError("train.batch_size", batch_size, f"at most the {num_samples} training samples",
+                            message=f"{self.world} processes split full global batches")
+
+    def wrap(self, objective: nn.Module, device: torch.device) -> nn.Module:
+        self.device = device
+        if self.world == 1:
+            return objective
+        if getattr(objective, "sync_batchnorm", True):
+            global_batchnorm(objective)
+        self.layers = [m for m in objective.modules() if isinstance(m, GlobalBatchNorm)]
+        for m in self.layers:
             m.synchronized = True
-    objective.eval()
-    result.steps = step
-    result.seconds = time.perf_counter() - t0
-    return result
+        return nn.parallel.DistributedDataParallel(objective, broadcast_buffers=False,
+                                                   device_ids=[device.index] if device.type == "cuda" else None)
+
+    def shard(self, order: torch.Tensor, batch_size: int) -> torch.Tensor:
+        return shard_order(order, batch_size, self.rank, self.world)
+
+    def augmentation_generator(self, generator: torch.Generator, seed: int) -> torch.Generator:
+        if self.world == 1:
+            return generator
+        return torch.Generator().manual_seed(seed * 1_000_003 + 7919 * (self.rank + 1))
+
+    def any(self, flag: bool | torch.Tensor) -> bool:
+        if self.world == 1:
+            return bool(flag)
+        t = torch.tensor([1.0 if bool(flag) else 0.0], device=self.device)
+        dist.all_reduce(t)
+        return bool(t.item() > 0)
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        if self.world == 1:
+            return values
+        t = values.to(self.device)
+        dist.all_reduce(t)
+        return t.cpu()
+
+    def gather(self, obj: Any) -> list:
+        if self.world == 1:
+            return [obj]
+        out: list = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def finish(self, objective: nn.Module) -> None:
+        for m in self.layers:
+            m.synchronized = False
+
+
+def train_distributed(objective: nn.Module, split: Split, cfg, **kwargs) -> TrainResult:
+    """:func:`unnas.engine.train` on every rank of the process group (see the module doc)."""
+    return train(objective, split, cfg, replicas=DataParallel(), **kwargs)
 
 
 # ------------------------------------------------------------------ command line (under torchrun)
@@ -259,7 +224,7 @@ def _main(args) -> int:
 
     from unnas import config as config_mod
     from unnas.objectives.base import DataInfo, build_objective, objective_class
-    from unnas.runner import _metrics, dataset_for
+    from unnas.runner import dataset_for
     from unnas.spec import ArchSpec, build
 
     base: dict = {"run": {"pretext": args.pretext}}
@@ -275,8 +240,9 @@ def _main(args) -> int:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     device = torch.device(f"cuda:{local}" if args.device == "cuda" else "cpu")
     if "RANK" in os.environ and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    rank, w = world()
     try:
         data = dataset_for(cfg)
         cls = objective_class(args.pretext)
@@ -284,23 +250,37 @@ def _main(args) -> int:
         torch.manual_seed(args.seed)
         objective = build_objective(args.pretext, build(spec, cls.input_channels(data.channels)), DataInfo.of(data),
                                     cfg.objectives.get(args.pretext))
-        res = train_distributed(objective, data.train, cfg.train, seed=args.seed, device=device,
-                                checkpoint_dir=out / "checkpoints", config=config_mod.to_dict(cfg),
-                                log=lambda m: print(f"[rank {rank}] {m}", file=sys.stderr))
-        if rank == 0:
-            metrics = {**_metrics(objective, data, cfg, device), "steps": res.steps, "world_size": w,
-                       "train_loss": res.history[-1]["loss"] if res.history else float("nan"),
-                       "seconds": res.seconds}
-            save_atomic({"backbone": objective.backbone.state_dict(), "spec": spec.to_json(),
-                         "objective": args.pretext, "seed": args.seed, "config": config_mod.to_dict(cfg)},
-                        out / "model.pt")
-            (out / "result.json").write_text(json.dumps({"spec": json.loads(spec.to_json()), "objective": args.pretext,
-                                                         "seed": args.seed, "metrics": metrics}, indent=1))
+        metrics = train_and_evaluate(objective, data, cfg, spec, out, seed=args.seed, device=device)
+        if metrics is not None:
             print(json.dumps(metrics))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
     return 0
+
+
+def train_and_evaluate(objective: nn.Module, data, cfg, spec, out: Path, *, seed: int = 0,
+                       device: torch.device = torch.device("cpu")) -> dict | None:
+    """Train ``objective`` on every rank, then evaluate it on rank 0 alone and write
+    ``result.json`` and ``model.pt`` (backbone and full objective state) into ``out``. Returns
+    rank 0's metrics (``None`` on the other ranks)."""
+    from unnas import config as config_mod
+    from unnas.runner import _metrics
+
+    rank, w = world()
+    res = train_distributed(objective, data.train, cfg.train, seed=seed, device=device,
+                            checkpoint_dir=out / "checkpoints", config=config_mod.to_dict(cfg),
+                            log=lambda m: print(f"[rank {rank}] {m}", file=sys.stderr))
+    if rank != 0:
+        return None
+    metrics = {**_metrics(objective, data, cfg, device), "steps": res.steps, "world_size": w,
+               "train_loss": res.history[-1]["loss"] if res.history else float("nan"), "seconds": res.seconds}
+    save_atomic({"backbone": objective.backbone.state_dict(), "objective_state": objective.state_dict(),
+                 "spec": spec.to_json(), "objective": objective.name, "seed": seed,
+                 "config": config_mod.to_dict(cfg)}, out / "model.pt")
+    (out / "result.json").write_text(json.dumps({"spec": json.loads(spec.to_json()), "objective": objective.name,
+                                                 "seed": seed, "metrics": metrics}, indent=1))
+    return metrics
 
 
 if __name__ == "__main__":

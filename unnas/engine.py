@@ -4,8 +4,12 @@
 warm-up for a budget in epochs or steps. Randomness (epoch order, augmentations) comes from one
 ``torch.Generator`` seeded with ``seed``; weight initialisation is the caller's business.
 At the end of every epoch the full state (objective with its heads and buffers, optimizer,
-scheduler, generator and torch RNG states, history, config) is written atomically, so a
-resumed run ends bit-identical to an uninterrupted one in deterministic mode.
+scheduler, the AMP gradient scaler, the generator, CPU and CUDA RNG states of every process,
+history, config) is written atomically, so a resumed run ends bit-identical to an uninterrupted
+one in deterministic mode, on CPU; on CUDA, as far as every op it runs has a deterministic kernel.
+
+Data-parallel training runs the same loop through a :class:`~unnas.replicas.Replicas` hook
+(``replicas=``; :mod:`unnas.distributed`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from torch import nn
 
 from unnas.data.core import Split
 from unnas.errors import DivergedError, UserError
+from unnas.replicas import Replicas
 
 Sampler = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
 Progress = Callable[[int, int, dict], None]
@@ -108,6 +113,46 @@ def latest_checkpoint(ckpt_dir: Path, log: Callable[[str], None] | None = None) 
     return None
 
 
+def rng_state(generator: torch.Generator, augment: torch.Generator, device: torch.device) -> dict:
+    """This process's random state: the engine's generator, the augmentation generator (when it
+    is another one), the CPU RNG and, on CUDA, the device's RNG."""
+    state = {"generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
+    if augment is not generator:
+        state["aug"] = augment.get_state()
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, generator: torch.Generator, augment: torch.Generator, device: torch.device) -> None:
+    """Restore what :func:`rng_state` saved."""
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if augment is not generator:
+        augment.set_state(state["aug"])
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+
+
+def training_state(parts: dict, scaler, rngs: list[dict]) -> dict:
+    """A checkpoint: ``parts`` (state dicts and counters), the AMP scaler's state, the random state
+    of every process (``ranks``, in rank order; the first one also at the top level)."""
+    return {**parts, "scaler": scaler.state_dict() if scaler is not None else None, **rngs[0],
+            "ranks": rngs, "world_size": len(rngs)}
+
+
+def restore_training_state(state: dict, scaler, rank: int, world: int, generator: torch.Generator,
+                           augment: torch.Generator, device: torch.device) -> None:
+    """Restore the scaler and this process's random state from :func:`training_state`'s checkpoint."""
+    saved_world = int(state.get("world_size", 1))
+    if saved_world != world:
+        raise UserError("processes", world, str(saved_world),
+                        message="the checkpoint was written by another number of processes")
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    set_rng_state({**state, **state["ranks"][rank]} if "ranks" in state else state, generator, augment, device)
+
+
 # ------------------------------------------------------------------ BN
 def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
@@ -116,21 +161,29 @@ def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 @torch.no_grad()
 def precise_bn(objective: nn.Module, split: Split, num_samples: int, batch_size: int,
                generator: torch.Generator, device: torch.device) -> None:
-    """Recompute BN running statistics as the exact average over ``num_samples`` training inputs
-    (as the backbone sees them in training), instead of the EMA accumulated during training."""
+    """Recompute BN running statistics from ``num_samples`` training inputs (as the backbone sees
+    them in training), instead of the EMA accumulated during training.
+
+    Batches are weighted by their number of samples (the last one may be short): the running mean
+    is the mean over all ``num_samples`` inputs, the running variance the sample-weighted average
+    of the batches' unbiased variances (what BN normalizes with in training). A last batch of one
+    sample is left out."""
     bns = _bn_layers(objective.backbone)
     if not bns or num_samples <= 0:
         return
     momenta = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
-        m.momentum = None  # cumulative moving average = exact mean over batches
     was = objective.training
     objective.train()
     n = min(num_samples, len(split))
+    if n % batch_size == 1 and n > 1:
+        n -= 1  # BN cannot normalize a batch of one sample
     idx = torch.randperm(len(split), generator=generator)[:n]
     for s in range(0, n, batch_size):
         b = idx[s:s + batch_size]
+        for m in bns:  # running <- running + (batch - running) * n_b / (samples so far)
+            m.momentum = len(b) / (s + len(b))
         x = objective.train_input(split.images[b].to(device), generator)
         objective.backbone.pooled(x)
     for m, mom in zip(bns, momenta):
@@ -144,6 +197,10 @@ def apply_runtime(cfg) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.deterministic:
+        # cuBLAS is reproducible only with a fixed workspace, set before its first call
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
@@ -165,8 +222,10 @@ def make_optimizer(params: list, cfg, total: int, spe: int):
 def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str | torch.device = "cpu",
           checkpoint_dir: str | Path | None = None, progress: Progress | None = None,
           sampler: Sampler | None = None, config: dict | None = None,
-          log: Callable[[str], None] | None = None, stop_epoch: int = 0) -> TrainResult:
-    """Train ``objective`` on ``split`` following ``cfg`` (a :class:`~unnas.config.TrainConfig`).
+          log: Callable[[str], None] | None = None, replicas: Replicas | None = None,
+          stop_epoch: int = 0) -> TrainResult:
+    """Train ``objective`` on ``split`` following ``cfg`` (a :class:`~unnas.config.TrainConfig`),
+    in this process or as one of ``replicas`` (data-parallel processes, :mod:`unnas.distributed`).
 
     ``stop_epoch > 0`` stops after that epoch of the schedule (the learning rate follows the
     whole schedule; a later call with a larger ``stop_epoch`` and the same checkpoint folder
@@ -175,6 +234,8 @@ def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str
         raise UserError("train.epochs", cfg.epochs, "a non-negative number of epochs (or train.steps > 0)")
     if cfg.batch_size <= 0:
         raise UserError("train.batch_size", cfg.batch_size, "a positive integer")
+    rep = replicas if replicas is not None else Replicas()
+    rep.check(cfg.batch_size, len(split))
     device = torch.device(device) if not isinstance(device, torch.device) else device
     apply_runtime(cfg)
     sampler = sampler or random_order
@@ -182,10 +243,13 @@ def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str
     objective.to(device)
     if cfg.channels_last and device.type == "cpu":
         objective.to(memory_format=torch.channels_last)
+    model = rep.wrap(objective, device)
     spe, total, epochs = budget(len(split), cfg)
+    per = cfg.batch_size // rep.world  # this process's share of every batch
     params = [p for p in objective.parameters() if p.requires_grad]
     opt, sched = make_optimizer(params, cfg, total, spe)
     gen = torch.Generator().manual_seed(int(seed))
+    aug = rep.augmentation_generator(gen, int(seed))
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     result = TrainResult()
@@ -197,8 +261,7 @@ def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str
             objective.load_state_dict(state["objective"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
-            gen.set_state(state["generator"])
-            torch.set_rng_state(state["torch_rng"])
+            restore_training_state(state, scaler, rep.rank, rep.world, gen, aug, device)
             start_epoch, step = int(state["epoch"]), int(state["step"])
             result.history = list(state["history"])
             result.resumed_from_epoch = start_epoch
@@ -207,18 +270,18 @@ def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str
     last = min(epochs, stop_epoch) if stop_epoch > 0 else epochs
     for epoch in range(start_epoch, last):
         objective.train()
-        order = sampler(labels_all, epoch, gen)
-        n_steps = min(spe, total - step, max(1, len(order) // cfg.batch_size))
+        order = rep.shard(sampler(labels_all, epoch, gen), cfg.batch_size)
+        n_steps = min(spe, total - step, max(1, len(order) // per))
         loss_sum, acc_sum, cnt = 0.0, 0.0, 0
         te = time.perf_counter()
         for i in range(n_steps):
-            b = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            b = order[i * per:(i + 1) * per]
             images = split.images[b].to(device, non_blocking=True)
             labels = labels_all[b].to(device) if uses_labels else None
             with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
-                out = objective(images, labels, gen)
+                out = model(images, labels, aug)
             loss = out["loss"]
-            if not torch.isfinite(loss.detach()):
+            if rep.any(not torch.isfinite(loss.detach())):
                 raise DivergedError(step, float(loss.detach()))
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
@@ -241,19 +304,24 @@ def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str
             cnt += 1
             if progress is not None:
                 progress(step, total, {"epoch": epoch + 1, "loss": float(loss.detach())})
-            if cfg.time_limit and time.perf_counter() - t0 > cfg.time_limit:
+            if cfg.time_limit and rep.any(time.perf_counter() - t0 > cfg.time_limit):
                 raise JobTimeout(f"time limit of {cfg.time_limit:g} s reached at step {step}")
+        if rep.world > 1:  # the epoch's means over every process's steps
+            loss_sum, acc_sum, cnt = rep.sum(torch.tensor([loss_sum, acc_sum, cnt], dtype=torch.float64)).tolist()
         result.history.append({"epoch": epoch + 1, "step": step, "loss": loss_sum / max(cnt, 1),
                                "acc": acc_sum / max(cnt, 1), "lr": opt.param_groups[0]["lr"],
                                "seconds": time.perf_counter() - te})
         if ckpt_dir is not None and cfg.checkpoint:
-            state = {"objective": objective.state_dict(), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict(), "generator": gen.get_state(),
-                     "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step,
-                     "history": result.history, "config": config or {}}
-            save_atomic(state, ckpt_dir / f"epoch_{epoch + 1}.pt")
-            for old in _checkpoints(ckpt_dir)[2:]:  # keep the two newest
-                old.unlink(missing_ok=True)
+            rngs = rep.gather(rng_state(gen, aug, device))
+            if rep.rank == 0:
+                state = training_state({"objective": objective.state_dict(), "optimizer": opt.state_dict(),
+                                        "scheduler": sched.state_dict(), "epoch": epoch + 1, "step": step,
+                                        "history": result.history, "config": config or {}}, scaler, rngs)
+                save_atomic(state, ckpt_dir / f"epoch_{epoch + 1}.pt")
+                for old in _checkpoints(ckpt_dir)[2:]:  # keep the two newest
+                    old.unlink(missing_ok=True)
+            rep.barrier()
+    rep.finish(objective)
     if cfg.precise_bn and epochs > 0:  # also after resuming from the last epoch: checkpoints precede it
         precise_bn(objective, split, cfg.precise_bn, cfg.batch_size, gen, device)
     objective.eval()

@@ -185,3 +185,58 @@ def test_unknown_method_is_a_user_error():
     with pytest.raises(UserError, match="methods"):
         run_decoupled(FeatureSplits(x, y, x, y, x, y), LinearClassifier(torch.zeros(2, 2), torch.zeros(2)), 2,
                       DecoupledOptions(methods=("joint", "focal")))
+
+
+# ------------------------------------------------------------------ progressive sampling per method
+@pytest.mark.parametrize("crt_epochs, lws_epochs", [(8, 2), (2, 8)])
+def test_progressive_sampling_gives_each_method_its_own_horizon(crt_epochs, lws_epochs):
+    # cRT and LWS with different epoch counts: each moves from instance- to class-balanced over
+    # its own epochs, as if it ran alone with progressively_balanced(its epochs)
+    from eval.samplers import progressively_balanced
+
+    counts = [300, 60, 12]
+    (xt, yt), (xv, yv), (xs, ys) = synthetic_lt(counts, 30, seed=2, dim=4)
+    feats = FeatureSplits(xt, yt, xv, yv, xs, ys)
+    joint = fit_linear(xt, yt, 3, standardize=False)
+    opts = DecoupledOptions(methods=("crt", "lws"), sampler="progressive", crt_epochs=crt_epochs,
+                            lws_epochs=lws_epochs, batch_size=32)
+    res = run_decoupled(feats, joint, 3, opts, seed=5)
+    f = lws(joint.weight, joint.bias, xt, yt, sampler=progressively_balanced(lws_epochs), epochs=lws_epochs,
+            batch_size=32, lr=opts.lws_lr, generator=torch.Generator().manual_seed(5))
+    assert res["methods"]["lws"]["scales"] == f.tolist()
+    from eval.decoupled import crt
+
+    clf = crt(xt, yt, 3, sampler=progressively_balanced(crt_epochs), epochs=crt_epochs, batch_size=32,
+              lr=opts.crt_lr, weight_decay=opts.crt_weight_decay, generator=torch.Generator().manual_seed(5))
+    assert res["methods"]["crt"]["all"] == group_accuracy(clf.predict(xs), ys, res["groups"])["all"]
+    assert res["methods"]["crt"]["val_all"] == pytest.approx(float((clf.predict(xv) == yv).double().mean()))
+    assert res["methods"]["crt"]["sampler_epochs"] == crt_epochs and res["methods"]["lws"]["sampler_epochs"] == lws_epochs
+
+
+# ------------------------------------------------------------------ tau-norm of a standardized probe
+def test_tau_zero_reproduces_a_probe_fitted_on_non_negative_features():
+    # post-ReLU features are non-negative, so the probe's standardization has a large centring
+    # term; tau-norm works in the coordinates the probe was fitted in and drops only the learned
+    # bias, so tau = 0 gives the joint predictions back
+    g = torch.Generator().manual_seed(0)
+    means = torch.rand(5, 32, generator=g) * 3
+
+    def draw(n):
+        y = torch.arange(5).repeat_interleave(n)
+        return torch.relu(means[y] + 0.8 * torch.randn(len(y), 32, generator=g)), y
+
+    (xt, yt), (xv, yv), (xs, ys) = draw(40), draw(20), draw(20)
+    assert (xt >= 0).all() and xt.mean() > 1
+    joint = fit_linear(xt, yt, 5)
+    res = run_decoupled(FeatureSplits(xt, yt, xv, yv, xs, ys), joint, 5,
+                        DecoupledOptions(methods=("joint", "tau_norm"), taus=(0.0,)))
+    m = res["methods"]
+    assert m["joint"]["all"] > 0.95
+    assert m["tau_norm"]["tau"] == 0.0
+    assert m["tau_norm"]["all"] == m["joint"]["all"] and m["tau_norm"]["val_all"] == m["joint"]["val_all"]
+    # the tau = 0 scores are the joint logits less the learned bias, which is small next to them
+    from eval.decoupled import tau_scores
+
+    s = tau_scores(joint, 0.0, xs)
+    torch.testing.assert_close(s, joint.logits(xs) - joint.bias, rtol=1e-5, atol=1e-4)
+    assert joint.bias.abs().max() < 0.05 * s.abs().max()

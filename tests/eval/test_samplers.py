@@ -8,6 +8,7 @@ from eval.samplers import (
     class_probabilities,
     get_sampler,
     instance_balanced,
+    power_sampler,
     progressively_balanced,
     square_root,
 )
@@ -77,15 +78,27 @@ def test_square_root_frequencies_converge_to_sqrt_counts():
 
 def test_progressively_balanced_moves_from_instance_to_class():
     y = lt_labels()
-    T = 10
+    T = 11  # lambda = epoch / (T - 1): 0 in the first epoch, 1/2 in epoch 5, 1 in the last (epoch 10)
     s = progressively_balanced(T)
     n = sum(COUNTS)
     ib = [c / n for c in COUNTS]
-    for epoch, expect in ((0, ib), (T, [0.25] * 4), (T // 2, [0.5 * a + 0.125 for a in ib])):
+    for epoch, expect in ((0, ib), (T - 1, [0.25] * 4), (5, [0.5 * a + 0.125 for a in ib])):
         g = torch.Generator().manual_seed(epoch)
         idx = torch.cat([s(y, epoch, g) for _ in range(20)])
         freq = torch.bincount(y[idx], minlength=4).double() / idx.numel()
         assert_close_binomial(freq, expect, idx.numel())
+
+
+@pytest.mark.parametrize("T", [2, 3, 30])
+def test_progressively_balanced_is_instance_balanced_first_and_class_balanced_last(T):
+    # the authors' schedule: lambda = linspace(0, 1, T) over the T epochs, so the last epoch draws
+    # exactly like the class-balanced sampler and the first like class frequencies n_j / N
+    y = lt_labels()
+    s = progressively_balanced(T)
+    last = s(y, T - 1, torch.Generator().manual_seed(3))
+    assert torch.equal(last, class_balanced(y, 0, torch.Generator().manual_seed(3)))
+    first = s(y, 0, torch.Generator().manual_seed(3))
+    assert torch.equal(first, power_sampler(1.0)(y, 0, torch.Generator().manual_seed(3)))
 
 
 def test_class_probabilities_exact():

@@ -38,22 +38,63 @@ def test_2x2_set_is_all_24_permutations():
     assert np.array_equal(permutation_set(2, 24, 7), p)  # seed unused when all are taken
 
 
-def test_3x3_greedy_set_beats_random():
-    p = permutation_set(3, 100, 0)
+def _chosen_by_rule(perms: np.ndarray, candidates: np.ndarray, rule: str) -> None:
+    """Every permutation after the first is the first candidate (in the candidates' order) that
+    maximizes the rule's distance to those chosen before it: ``sum`` (Noroozi & Favaro) or ``min``."""
+    index = {tuple(c): i for i, c in enumerate(candidates.tolist())}
+    chosen = [index[tuple(perms[0].tolist())]]
+    total = np.zeros(len(candidates), dtype=np.int64)
+    closest = np.full(len(candidates), candidates.shape[1], dtype=np.int64)
+    for k in range(1, len(perms)):
+        d = (candidates != candidates[chosen[-1]]).sum(1)  # distances to the last one chosen
+        total += d
+        np.minimum(closest, d, out=closest)
+        score = (total if rule == "sum" else closest).copy()
+        score[chosen] = -1
+        j = index[tuple(perms[k].tolist())]
+        assert score[j] == score.max(), (rule, k, score[j], score.max())
+        if rule == "sum":
+            assert j == int(np.argmax(score)), (k, j)  # ties: the first candidate
+        chosen.append(j)
+
+
+def test_3x3_default_is_the_published_largest_summed_hamming_distance_rule():
+    p = permutation_set(3, 30, 0)
+    assert np.array_equal(p, permutation_set(3, 30, 0, "sum"))
+    candidates = np.array(list(itertools.permutations(range(9))))
+    _chosen_by_rule(p, candidates, "sum")
+    m = permutation_set(3, 30, 0, "min")
+    _chosen_by_rule(m, candidates, "min")
+    assert not np.array_equal(m, p)
+    # a 4x4 grid chooses from a seeded pool of random permutations by the same rule
+    from pretext.jigsaw import _candidates
+
+    q = permutation_set(4, 8, 0)
+    _chosen_by_rule(q, _candidates(16, 0).astype(np.int64), "sum")
+    with pytest.raises(UserError, match="jigsaw.perm_criterion"):
+        permutation_set(3, 10, 0, "mean")
+
+
+@pytest.mark.parametrize("criterion", ["sum", "min"])
+def test_3x3_greedy_set_beats_random(criterion):
+    p = permutation_set(3, 100, 0, criterion)
     assert p.shape == (100, 9)
     assert (np.sort(p, axis=1) == np.arange(9)).all()  # valid permutations
     assert len(np.unique(p, axis=0)) == 100
-    assert np.array_equal(permutation_set(3, 100, 0), p)  # a function of (grid, K, seed)
-    assert not np.array_equal(permutation_set(3, 100, 1), p)
+    assert np.array_equal(permutation_set(3, 100, 0, criterion), p)  # a function of (grid, K, seed, rule)
+    assert not np.array_equal(permutation_set(3, 100, 1, criterion), p)
     rng = np.random.default_rng(0)
-    rand_min = [min_hamming(np.array([rng.permutation(9) for _ in range(100)])) for _ in range(5)]
-    ours = min_hamming(p)
-    print(f"\n3x3, 100 permutations: greedy min Hamming distance {ours}; random sets {rand_min}")
-    assert ours >= max(rand_min)
-    assert ours >= 6  # the greedy selection reaches 6 of the possible 9
-    # a smaller 2x2 subset is still chosen greedily: 10 of 24 with min distance 3
-    sub = permutation_set(2, 10, 0)
-    assert sub.shape == (10, 4) and min_hamming(sub) == 3
+    rand = [hamming_matrix(np.array([rng.permutation(9) for _ in range(100)])) for _ in range(5)]
+    d = hamming_matrix(p)
+    off = ~np.eye(100, dtype=bool)
+    print(f"\n3x3, 100 permutations, {criterion}: min / mean Hamming distance {d[off].min()} / {d[off].mean():.3f}; "
+          f"random sets {[int(r[off].min()) for r in rand]} / {[round(float(r[off].mean()), 3) for r in rand]}")
+    assert d[off].mean() > max(r[off].mean() for r in rand)
+    if criterion == "min":
+        assert d[off].min() >= 6  # the maximin selection reaches 6 of the possible 9
+        # a smaller 2x2 subset is still chosen greedily: 10 of 24 with min distance 3
+        sub = permutation_set(2, 10, 0, "min")
+        assert sub.shape == (10, 4) and min_hamming(sub) == 3
 
 
 def test_every_permutation_reassembles_the_image():

@@ -52,6 +52,9 @@ class Objective(nn.Module):
     name: str = ""
     uses_labels: bool = False
     needs_spatial: bool = False  # requires a (B, C, h, w) feature map from the backbone
+    # data-parallel training: BN over the global batch of every process (False: each process
+    # normalizes its own sub-batch, e.g. MoCo's shuffle BN)
+    sync_batchnorm: bool = True
 
     def __init__(self, backbone: Backbone, info: DataInfo, options: Any = None):
         super().__init__()
