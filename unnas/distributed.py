@@ -47,6 +47,7 @@ from unnas.engine import (
     precise_bn,
     random_order,
     save_atomic,
+    to_channels_last,
 )
 from unnas.errors import DivergedError, UserError
 
@@ -135,7 +136,7 @@ def train_distributed(objective: nn.Module, split: Split, cfg, *, seed: int = 0,
         global_batchnorm(objective)
     objective.to(device)
     if cfg.channels_last and device.type == "cpu":
-        objective.to(memory_format=torch.channels_last)
+        to_channels_last(objective)
     spe, total, epochs = budget(len(split), cfg)
     model = objective
     if w > 1:

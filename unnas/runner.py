@@ -283,7 +283,7 @@ def run_job(job: Job, ctx: JobContext, on_step: Callable[[int, int, dict], None]
         from unnas.generators.complexity import count_flops, count_params
 
         cx = {"params": count_params(backbone),
-              "flops": count_flops(backbone, (1, cls.input_channels(data.channels), *data.image_size))}
+              "flops": count_flops(backbone, (1, *info.input_shape(cls.input_channels(data.channels))))}
         objective = build_objective(job.objective, backbone, info, cfg.objectives.get(job.objective))
         result = train(objective, data.train, cfg.train, seed=job.seed, device=device, checkpoint_dir=ckpt,
                        progress=on_step, config=ctx.config, log=log)
