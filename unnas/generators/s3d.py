@@ -21,7 +21,8 @@ blocks 0 and 1 and to each branch of an Inception block. ``width`` scales every 
 ``stem="small"`` (a ``3 x 3`` stem with stride 1 and no first max pool) suits small clips.
 Between the stages, max pools halve time and space as in torchvision's S3D.
 
-Named points (``variant``; explicitly given parameters win over the variant's):
+Named points (``variant``; explicitly given parameters win over the variant's, and the spec keeps
+the variant's name with the values it stands for):
 
 ============  ==========================================================================
 i3d           full 3D everywhere, no gating
@@ -213,7 +214,7 @@ class S3DGenerator(Generator):
         if variant:
             depths = params.get("depths", self.defaults["depths"])
             params = {**variant_params(variant, depths if isinstance(depths, list) else []), **params}
-        out = super().resolve({**params, "variant": ""})
+        out = super().resolve(params)
         d = out["depths"]
         if len(d) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in d):
             raise _bad("depths", d, "three integers >= 1 (Inception blocks per stage)")
@@ -251,11 +252,11 @@ class S3DGenerator(Generator):
         return convs, [g >= 0 and i >= g for i in range(n)]
 
     def sample_params(self, rng: np.random.Generator, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        base = dict(base or {})
+        given = dict(base or {})
+        base = dict(given)
         if base.get("variant"):
             depths = base.get("depths", self.defaults["depths"])
             base = {**variant_params(base["variant"], depths if isinstance(depths, list) else []), **base}
-            base.pop("variant")
         out: dict[str, Any] = {}
         depths = base.get("depths")
         if depths is None:
@@ -283,7 +284,7 @@ class S3DGenerator(Generator):
             out["gating_start"] = int(rng.integers(-1, n))
         if "width" not in base:
             out["width"] = float(WIDTHS[int(rng.integers(len(WIDTHS)))])
-        return self.resolve({**out, **base})
+        return self.resolve({**out, **given})
 
     def uses_seed(self, params) -> bool:
         return False
