@@ -181,7 +181,8 @@ def _cache_key(name: str, cfg, videos: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def _split(name: str, cfg, root: str, train: bool, probes: dict[str, tuple[int, float]], av) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _split(name: str, cfg, root: str, train: bool, probes: dict[str, tuple[int, float]],
+           av) -> tuple[np.ndarray, np.ndarray, list[str]]:
     builder, extensions, folder, _ = FORMATS[name]
     samples = _video_list(folder(root, train), extensions)
     paths = [p for p, _ in samples]

@@ -136,6 +136,9 @@ def objective_class(name: str) -> type[Objective]:
 
 def build_objective(name: str, backbone: Backbone, info: DataInfo, options: Any = None) -> Objective:
     cls = objective_class(name)
+    check = getattr(cls, "check_kind", None)
+    if check is not None:  # before the objective's own checks, which may assume their kind of data
+        check(info)
     if options is None:
         opt_cls = OBJECTIVES.meta(name).get("config")
         options = opt_cls() if opt_cls is not None else None
