@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.unnas-installed
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,video]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -57,6 +57,7 @@ from moco.encoder import ema_update, embed, momentum_copy, projection_head
 from moco.loss import info_nce, instance_accuracy
 from moco.queue import KeyQueue, distributed_world, gather_keys
 from moco.splitbn import encode_split, shuffled_forward
+from unnas.data.augment import channel_shape
 from unnas.errors import UserError
 from unnas.objectives.base import Objective
 from unnas.registry import OBJECTIVES
@@ -250,9 +251,13 @@ class Moco(Objective):
         return self._normalize_unit(augment_view(images, self.hp.views, generator))
 
     def _normalize_unit(self, x: torch.Tensor) -> torch.Tensor:
-        m = torch.as_tensor(self.info.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        s = torch.as_tensor(self.info.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        m = torch.as_tensor(self.info.mean, dtype=x.dtype, device=x.device).view(channel_shape(x))
+        s = torch.as_tensor(self.info.std, dtype=x.dtype, device=x.device).view(channel_shape(x))
         return (x - m) / s
+
+    def views(self, images: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two views (float in [0, 1]) whose embeddings form a positive pair."""
+        return two_views(images, self.hp.views, generator)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -274,7 +279,7 @@ class Moco(Objective):
 
     def _step(self, images: torch.Tensor, generator: torch.Generator | None, update: bool) -> dict[str, torch.Tensor]:
         b = images.shape[0]
-        v1, v2 = two_views(images, self.hp.views, generator)
+        v1, v2 = self.views(images, generator)
         v1, v2 = self._normalize_unit(v1), self._normalize_unit(v2)
         if update:
             self._ensure_queue(b, images.device)

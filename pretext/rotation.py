@@ -19,10 +19,11 @@ from unnas.registry import OBJECTIVES
 
 def rotate_batch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(B, C, H, W)`` -> ``(4B, C, H, W)`` ordered ``[rot0(x), rot90(x), rot180(x), rot270(x)]``
-    (counter-clockwise quarter turns, ``torch.rot90`` over H, W) and labels ``k``."""
+    (counter-clockwise quarter turns, ``torch.rot90`` over H, W) and labels ``k``. Clips
+    ``(B, T, C, H, W)`` turn all their frames alike."""
     if x.shape[-1] != x.shape[-2]:
         raise ValueError(f"rotation needs square images, got {tuple(x.shape[-2:])}")
-    out = torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(4)], dim=0)
+    out = torch.cat([torch.rot90(x, k, dims=(-2, -1)) for k in range(4)], dim=0)
     labels = torch.arange(4, device=x.device).repeat_interleave(x.shape[0])
     return out, labels
 

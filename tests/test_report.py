@@ -244,6 +244,28 @@ def test_combined_report_over_two_generators(tmp_path):
     assert len(an.warnings) == 1 and "data.name" in an.warnings[0]
 
 
+def test_two_runs_of_one_generator_are_two_populations(tmp_path):
+    """Two regions of one design space (two run folders, same generator, distinct candidates): EDFs
+    and KS tests compare the runs, labelled "generator (run folder)"."""
+    a = make_run(tmp_path / "top", "s3d", n=6, seeds=1, seed=1, failures=False)
+    b = make_run(tmp_path / "bottom", "s3d", n=6, seeds=1, seed=2, failures=False)
+    with Store(b / "store.sqlite") as store:  # other candidates than run a's
+        rows = store.rows()
+    b2 = tmp_path / "bottom2"
+    b2.mkdir()
+    (b2 / "config.yaml").write_text((b / "config.yaml").read_text())
+    with Store(b2 / "store.sqlite") as store:
+        for r in rows:
+            r.job_id, r.arch_id = "b" + r.job_id, "b" + r.arch_id
+            store.put(r)
+    an = analyze([load_run(a), load_run(b2)], n_boot=10, n_draws=10)
+    assert sorted(an.populations["generator"]) == ["s3d (bottom2)", "s3d (top)"]
+    assert [(k["a"], k["b"]) for k in an.ks_generator] == [("s3d (bottom2)", "s3d (top)")]
+    assert sorted(an.by_generator) == ["s3d (bottom2)", "s3d (top)"]
+    one = analyze([load_run(a)], n_boot=10, n_draws=10)
+    assert list(one.populations["generator"]) == ["s3d"]
+
+
 def test_report_without_supervised_reference(tmp_path):
     run = make_run(tmp_path / "r", n=5, seeds=1, failures=False)
     with Store(run / "store.sqlite") as st:

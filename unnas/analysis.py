@@ -318,6 +318,17 @@ class Analysis:
                 **self.ranking.to_json()}
 
 
+def label_populations(rk: Ranking, runs: list[RunInfo]) -> None:
+    """Candidates of a generator that several runs sample (e.g. two regions of one design space) are
+    labelled ``"generator (run folder)"``, so EDFs, KS tests and per-population agreement compare
+    the runs' populations; a candidate in several of those runs takes the later run's label."""
+    shared = {g for a, b in combinations([{r.generator for r in run.rows} for run in runs], 2) for g in a & b}
+    for run in runs:
+        for r in run.rows:
+            if r.generator in shared:
+                rk.generators[r.arch_id] = f"{r.generator} ({run.name})"
+
+
 def analyze(runs: list[RunInfo], n_boot: int = 1000, n_draws: int = 1000, seed: int = 0) -> Analysis:
     """Merge the runs' rows and compute every table and curve of the report."""
     if not runs:
@@ -333,6 +344,7 @@ def analyze(runs: list[RunInfo], n_boot: int = 1000, n_draws: int = 1000, seed: 
     pretext = [o.strip() for r in runs for o in str((r.config.get("run") or {}).get("pretext", "")).split(",")]
     rk, notes = ranking_of(rows, runs[0].config, n_boot=n_boot, seed=seed, objective_order=[o for o in pretext if o])
     warnings += notes
+    label_populations(rk, runs)
     if not rows:
         warnings.append("the store holds no jobs yet")
     elif not rk.reference:

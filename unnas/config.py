@@ -33,6 +33,11 @@ class DataConfig:
     imbalance: float = 1.0  # long-tail imbalance ratio rho (1 = balanced)
     download: bool = False  # torchvision datasets only
     seed: int = 0  # split / subset randomness
+    # video datasets (clips stored as uint8 (N, T, C, H, W))
+    frames: int = 8  # frames per clip
+    frame_rate: float = 0.0  # video folders: resample to this many frames per second (0 = as recorded)
+    annotations: str = ""  # UCF-101 / HMDB-51: folder of the official split files
+    fold: int = 1  # UCF-101 / HMDB-51: which of the three official splits
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,13 @@ def apply_runtime(cfg) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def to_channels_last(module: nn.Module) -> None:
+    """NHWC weights for a 2D network (faster convolutions on CPU); networks with 3D convolutions
+    (5-D weights, which ``channels_last`` cannot hold) are left as they are."""
+    if not any(p.dim() == 5 for p in module.parameters()):
+        module.to(memory_format=torch.channels_last)
+
+
 def budget(n: int, cfg) -> tuple[int, int, int]:
     """``(steps per epoch, total steps, epochs)`` for ``n`` training images under ``cfg``."""
     spe = steps_per_epoch(n, cfg.batch_size)
@@ -242,7 +249,7 @@ def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str
     uses_labels = bool(getattr(objective, "uses_labels", False))
     objective.to(device)
     if cfg.channels_last and device.type == "cpu":
-        objective.to(memory_format=torch.channels_last)
+        to_channels_last(objective)
     model = rep.wrap(objective, device)
     spe, total, epochs = budget(len(split), cfg)
     per = cfg.batch_size // rep.world  # this process's share of every batch

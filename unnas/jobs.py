@@ -115,8 +115,9 @@ def proxy_metrics(name: str, spec, data, cfg: Config, seed: int, device: torch.d
     torch.manual_seed(int(seed))
     in_ch = cls.input_channels(data.channels)
     backbone = build(spec, in_ch)
-    cx = {"params": count_params(backbone), "flops": count_flops(backbone, (1, in_ch, *data.image_size))}
-    objective = build_objective(loss, backbone, DataInfo.of(data), cfg.objectives.get(loss)).to(device)
+    info = DataInfo.of(data)
+    cx = {"params": count_params(backbone), "flops": count_flops(backbone, (1, *info.input_shape(in_ch)))}
+    objective = build_objective(loss, backbone, info, cfg.objectives.get(loss)).to(device)
     options = cfg.objectives.get(name)
     images = proxy_batch(data, images_needed(name, options), seed).to(device)
     x = ProxyInput(objective, images, torch.Generator().manual_seed(int(seed)))

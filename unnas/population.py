@@ -10,7 +10,8 @@ whose ``arch_id`` was already drawn is redrawn. The same arguments always give t
 
 Complexity control (as NDS): with ``params_range=(lo, hi)`` and / or ``flops_range=(lo, hi)``
 (inclusive; None for an open end) only candidates whose backbone parameter count / FLOPs of
-one ``in_channels x image_size x image_size`` image fall in the range are kept
+one ``in_channels x image_size x image_size`` image (for a video generator: one clip of ``frames``
+such frames) fall in the range are kept
 (:mod:`unnas.generators.complexity`). If ``n`` candidates cannot be found within ``max_draws``
 draws, :class:`UserError` says how many were found and the range that was sampled.
 
@@ -100,7 +101,7 @@ def uses_seed(gen: Any, params: Mapping[str, Any]) -> bool:
 def sample_population(generator: str, n: int, master_seed: int, base_params: dict | None = None, *,
                       in_channels: int = 3, image_size: int = 32, params_range: Range | None = None,
                       flops_range: Range | None = None, vary: Mapping[str, Sequence[Any]] | None = None,
-                      max_draws: int | None = None) -> list[ArchSpec]:
+                      max_draws: int | None = None, frames: int = 0) -> list[ArchSpec]:
     """``n`` distinct specs of ``generator`` (see the module docstring)."""
     name, inline = parse_generator(generator)
     gen = get_generator(name)
@@ -135,7 +136,7 @@ def sample_population(generator: str, n: int, master_seed: int, base_params: dic
             continue
         seen.add(spec.arch_id)
         if params_range is not None or flops_range is not None:
-            c = _measure(spec, in_channels, image_size, need_flops=flops_range is not None)
+            c = _measure(spec, in_channels, image_size, need_flops=flops_range is not None, frames=frames)
             observed["params"].append(c["params"])
             if "flops" in c:
                 observed["flops"].append(c["flops"])
@@ -148,11 +149,11 @@ def sample_population(generator: str, n: int, master_seed: int, base_params: dic
     return specs
 
 
-def _measure(spec: ArchSpec, in_channels: int, image_size: int, need_flops: bool) -> dict[str, int]:
+def _measure(spec: ArchSpec, in_channels: int, image_size: int, need_flops: bool, frames: int = 0) -> dict[str, int]:
     from unnas.generators.complexity import build_meta, complexity, count_params
 
     if need_flops:
-        return complexity(spec, in_channels, image_size)
+        return complexity(spec, in_channels, image_size, frames)
     return {"params": count_params(build_meta(spec, in_channels))}
 
 

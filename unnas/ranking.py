@@ -41,6 +41,7 @@ from unnas.runner import (
     pretexts_of,
     proxies_of,
 )
+from unnas.spec import check_generator_kind
 from unnas.store import summarize
 from unnas.tracking import WANDB_MODES
 
@@ -147,24 +148,26 @@ def complexity_ranges(model) -> dict:
 HEAVY_CPU_FLOPS = 1e9  # per image: above this, a CPU run gets a hint to bound the population
 
 
-def complexity_summary(specs, in_channels: int, image_size: int, device_type: str) -> tuple[str, str]:
+def complexity_summary(specs, in_channels: int, image_size: int, device_type: str,
+                       frames: int = 0) -> tuple[str, str]:
     """One line with the population's parameter and FLOP ranges (measured on the meta device, in
     milliseconds) and, on a CPU, a hint when some candidate costs more than :data:`HEAVY_CPU_FLOPS`
-    per image ("" otherwise)."""
+    per image (per clip of ``frames`` frames for video data; "" otherwise)."""
     from unnas.generators.complexity import complexity
 
-    cs = [complexity(s, in_channels, image_size) for s in specs]
+    cs = [complexity(s, in_channels, image_size, frames) for s in specs]
     if not cs:
         return "", ""
     p = [c["params"] for c in cs]
     f = [c["flops"] for c in cs]
-    line = (f"population: {min(p):,}-{max(p):,} params, {min(f) / 1e6:,.1f}-{max(f) / 1e6:,.1f} MFLOPs per "
-            f"{in_channels}x{image_size}x{image_size} image")
+    unit = f"{frames}x{in_channels}x{image_size}x{image_size} clip" if frames else \
+        f"{in_channels}x{image_size}x{image_size} image"
+    line = f"population: {min(p):,}-{max(p):,} params, {min(f) / 1e6:,.1f}-{max(f) / 1e6:,.1f} MFLOPs per {unit}"
     heavy = ""
     if device_type == "cpu" and max(f) > HEAVY_CPU_FLOPS:
         n = sum(x > HEAVY_CPU_FLOPS for x in f)
-        heavy = (f"{n} candidate(s) above {HEAVY_CPU_FLOPS / 1e9:g} GFLOPs per image will train slowly on a CPU; "
-                 f"--max-flops / --max-params bound the population")
+        heavy = (f"{n} candidate(s) above {HEAVY_CPU_FLOPS / 1e9:g} GFLOPs per {unit.split()[-1]} will train slowly "
+                 f"on a CPU; --max-flops / --max-params bound the population")
     return line, heavy
 
 
@@ -241,15 +244,17 @@ def run_ranking(cfg: Config, quiet: bool = False, *, retry_failed: bool = False,
     data = dataset_for(cfg)  # data errors surface here, before anything is written
     info = DataInfo.of(data)
     objectives = objectives_of(cfg)
+    check_generator_kind(cfg.model.generator, info.kind)
     checked = list(objectives) + ([cfg.proxy.loss] if proxies_of(cfg) else [])
     for obj in dict.fromkeys(checked):
         cls = objective_class(obj)
+        cls.check_kind(info)
         cls.check_data(info, cfg.objectives.get(obj))
         cls.check_run(cfg.objectives.get(obj), cfg.train, info)
     in_ch = objective_class(checked[0]).input_channels(data.channels)
     specs = sample_population(cfg.model.generator, cfg.run.num_archs, cfg.run.master_seed,
                               dict(cfg.model.params), in_channels=in_ch, image_size=data.image_size[0],
-                              **complexity_ranges(cfg.model))
+                              frames=info.frames, **complexity_ranges(cfg.model))
     if cfg.reference.path:  # a bad table, or a candidate absent from it: refused before any job
         from unnas.analysis import reference_values
 
@@ -285,7 +290,7 @@ def _run_locked(cfg, run_dir, data, specs, objectives, rungs, console, quiet, re
                   else f"{cfg.train.steps} steps" if cfg.train.steps else f"{cfg.train.epochs} epochs")
         console.print(f"{len(specs)} candidates x {cfg.run.seeds} seed(s); {budget}  {ses.layout}")
         line, heavy = complexity_summary(specs, objective_class((objectives or [cfg.proxy.loss])[0]).input_channels(
-            data.channels), data.image_size[0], resolve_device(cfg.run.device).type)
+            data.channels), data.image_size[0], resolve_device(cfg.run.device).type, data.frames)
         console.print(line)
         if heavy:
             console.print(f"[yellow]{heavy}[/]")

@@ -298,7 +298,7 @@ def _train_job(job: Job, ctx: JobContext, cfg: Config, data: Data, device: torch
     torch.manual_seed(job.seed)
     in_ch = cls.input_channels(data.channels)
     backbone = build(job.spec, in_ch)
-    cx = {"params": count_params(backbone), "flops": count_flops(backbone, (1, in_ch, *data.image_size))}
+    cx = {"params": count_params(backbone), "flops": count_flops(backbone, (1, *info.input_shape(in_ch)))}
     objective = build_objective(job.objective, backbone, info, cfg.objectives.get(job.objective))
     result = train(objective, data.train, cfg.train, seed=job.seed, device=device,
                    checkpoint_dir=job_checkpoints(ctx.run_dir, job), progress=on_step, config=ctx.config, log=log,

@@ -48,19 +48,21 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--max-flops", type=count, metavar="N")
     p.add_argument("--in-channels", type=int, default=3)
     p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--frames", type=int, default=0,
+                   help="clip length for video generators such as s3d (0 = the generator's default)")
     p.add_argument("--max-draws", type=int, default=0, help="give up after this many draws (0 = automatic)")
     p.add_argument("--out", type=Path, help="write the table as CSV")
     return p.parse_args(argv)
 
 
-def rows_for(specs, in_channels: int, image_size: int) -> list[dict[str, Any]]:
+def rows_for(specs, in_channels: int, image_size: int, frames: int = 0) -> list[dict[str, Any]]:
     from unnas.generators.complexity import complexity
     from unnas.spec import get_generator
 
     rows = []
     for spec in specs:
         gen = get_generator(spec.generator)
-        c = complexity(spec, in_channels, image_size)
+        c = complexity(spec, in_channels, image_size, frames)
         row = {"arch_id": spec.arch_id, "generator": spec.generator, "seed": spec.seed,
                "params_json": json.dumps(spec.params, sort_keys=True, separators=(",", ":")),
                "sampled": _short(spec.params, gen.defaults),
@@ -90,12 +92,14 @@ def run(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     for key in ("in_channels", "image_size"):
         if getattr(a, key) < 1:
             raise UserError(f"--{key.replace('_', '-')}", getattr(a, key), "a positive integer")
+    if a.frames < 0:
+        raise UserError("--frames", a.frames, "0 (the generator's default) or a positive integer")
     specs = sample_population(a.generator, a.num_archs, a.seed, parse_params(a.params),
                               in_channels=a.in_channels, image_size=a.image_size,
                               params_range=_range(a.min_params, a.max_params),
                               flops_range=_range(a.min_flops, a.max_flops),
-                              vary=parse_vary(a.vary), max_draws=a.max_draws or None)
-    rows = rows_for(specs, a.in_channels, a.image_size)
+                              vary=parse_vary(a.vary), max_draws=a.max_draws or None, frames=a.frames)
+    rows = rows_for(specs, a.in_channels, a.image_size, a.frames)
     _print(rows, a)
     if a.out:
         _write_csv(rows, a.out)
@@ -109,7 +113,7 @@ def _print(rows: list[dict[str, Any]], a: argparse.Namespace) -> None:
     extra = [k for k in (rows[0] if rows else {}) if k not in
              ("arch_id", "generator", "seed", "params_json", "sampled", "params", "flops")]
     t = Table(title=f"{a.generator}: {len(rows)} candidates (master seed {a.seed}, "
-                    f"{a.in_channels}x{a.image_size}x{a.image_size} input)")
+                    f"{f'{a.frames}x' if a.frames else ''}{a.in_channels}x{a.image_size}x{a.image_size} input)")
     for col, just in (("arch_id", "left"), ("seed", "right"), ("parameters (non-default)", "left"),
                       ("params", "right"), ("FLOPs", "right"), *((k, "right") for k in extra)):
         t.add_column(col, justify=just, overflow="fold")

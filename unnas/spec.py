@@ -8,6 +8,8 @@
   ``(B, D)`` from both and set ``has_spatial = False``. Optional attributes: ``structure`` (a
   text description of the sampled network) and ``has_zero_ops`` (some operations output zeros,
   e.g. NAS-Bench-201 ``none`` edges, so their inputs get no gradient).
+* Video backbones take clips ``(B, T, C, H, W)`` and return ``(B, C, t, h, w)`` maps from
+  ``forward_features``; their generator says ``data_kind = "video"``.
 * :class:`Generator` maps ``(params, seed)`` to a backbone, purely: graph randomness comes from
   ``numpy.random.default_rng(seed)``; weight initialisation uses torch's RNG, so the same spec
   under the same torch seed builds the same weights.
@@ -115,6 +117,8 @@ class Generator:
 
     name: str = ""
     defaults: dict[str, Any] = {}
+    data_kind: str = "image"  # what its networks take: "image" (B, C, H, W) or "video" (B, T, C, H, W)
+    default_frames: int = 16  # video generators: clip length used to measure FLOPs when none is given
 
     def resolve(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         params = dict(params or {})
@@ -152,6 +156,16 @@ class Generator:
 def get_generator(name: str) -> Generator:
     gen = GENERATORS.get(name)
     return gen() if isinstance(gen, type) else gen
+
+
+def check_generator_kind(name: str, kind: str) -> None:
+    """Raise :class:`UserError` (naming the generators that fit) unless generator ``name`` builds
+    networks for ``kind`` data (``"image"`` or ``"video"``)."""
+    own = getattr(get_generator(name), "data_kind", "image")
+    if own != kind:
+        fit = [n for n in GENERATORS.names() if getattr(get_generator(n), "data_kind", "image") == kind]
+        raise UserError("--generator", name, fit, message=f"generator {name} builds {own} networks, "
+                                                          f"and the data holds {kind} data")
 
 
 def build(spec: ArchSpec, in_channels: int, num_classes: int | None = None) -> Backbone:

@@ -1,4 +1,5 @@
-"""The Backbone contract, checked for every registered generator (small parameters)."""
+"""The Backbone contract, checked for every registered generator (small parameters). Video generators
+take clips (B, T, C, H, W) and return (B, C, t, h, w) maps."""
 
 import random
 
@@ -24,12 +25,20 @@ SMALL = {
     "nds-resnext-a": {"widths": [8, 8, 16], "block": "bottleneck", "groups": [2, 2, 2]},
     "nds-resnext-b": {"widths": [8, 8, 16], "block": "bottleneck", "bottleneck": [2, 2, 2]},
     "timm": {"model": "resnet10t"},
+    "s3d": {"width": 0.0625, "variant": "s3d-g", "temporal_conv_start": 1, "temporal_conv_stop": 5,
+            "temporal": "3d", "depths": [1, 2, 1], "stem": "small"},
     **{f"nds-{s}": _NDS_CELL for s in ("darts", "enas", "pnas", "amoeba", "nasnet")},
 }
 
 
 def small(name: str) -> dict:
     return dict(SMALL.get(name, {}))
+
+
+def sample(name: str, batch: int, channels: int, size: int) -> torch.Tensor:
+    """A random input batch: images, or clips of 4 frames for a video generator."""
+    video = getattr(get_generator(name), "data_kind", "image") == "video"
+    return torch.randn(batch, *((4,) if video else ()), channels, size, size)
 
 
 def _rng_states():
@@ -49,11 +58,11 @@ def test_backbone_contract(name, channels, size):
     a, b = net.state_dict(), again.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "same spec + torch seed, other weights"
 
-    x = torch.randn(4, channels, size, size)
+    x = sample(name, 4, channels, size)
     feats = net.forward_features(x)
     d = net.num_features
     if net.has_spatial:
-        assert feats.dim() == 4 and feats.shape[:2] == (4, d) and min(feats.shape[2:]) >= 1
+        assert feats.dim() == x.dim() and feats.shape[:2] == (4, d) and min(feats.shape[2:]) >= 1
     else:
         assert feats.shape == (4, d)
     assert net.forward_head(feats, pre_logits=True).shape == (4, d)
@@ -102,4 +111,4 @@ def test_sampled_params_build(name):
         assert params == gen.resolve(params)
         assert all(params[k] == v for k, v in base.items())
         net = build(ArchSpec(name, params, 3), 1)
-        assert net.pooled(torch.randn(2, 1, 16, 16)).shape == (2, net.num_features)
+        assert net.pooled(sample(name, 2, 1, 16)).shape == (2, net.num_features)

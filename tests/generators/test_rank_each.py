@@ -1,4 +1,5 @@
-"""``python -m unnas.rank --generator <each>`` with rotation on ``digits``, end to end (tiny budget):
+"""``python -m unnas.rank --generator <each>`` with rotation on ``digits`` (video generators: clip-rotation
+on ``moving-digits``), end to end (tiny budget):
 every registered generator samples a population, trains, scores, ranks and writes its outputs.
 Populations are complexity-controlled (``--max-params``), as NDS does, so that the published
 ResNet/ResNeXt spaces (candidates up to tens of millions of parameters) stay cheap here."""
@@ -10,13 +11,14 @@ import pytest
 from unnas.generators.complexity import count_params
 from unnas.rank import main
 from unnas.registry import GENERATORS
-from unnas.spec import ArchSpec, build
+from unnas.spec import ArchSpec, build, get_generator
 
 FAST = ["--data", "digits", "--pretext", "rotation", "--num-archs", "3", "--steps", "1", "--batch-size", "8",
         "--quiet", "data.subset_per_class=4", "train.precise_bn=0", "eval.knn_k=5"]
 # fixed parameters that make a candidate cheap where the generator's defaults are not
 CHEAP = {"timm": ["model=resnet10t"], "nb201": ["width=0.25"], "macro": ["width=0.125"],
-         "relational-mlp": ["width=64", "nodes=8"]}
+         "relational-mlp": ["width=64", "nodes=8"], "s3d": ["width=0.0625", "stem=small"]}
+VIDEO = ["--data", "moving-digits", "--pretext", "clip-rotation", "data.frames=4"]  # for video generators
 MAX_PARAMS = 300_000
 
 
@@ -26,15 +28,18 @@ def test_rank_runs_with_every_generator(tmp_path, name):
     # a timm model is one fixed candidate (no population to bound)
     n = 1 if name == "timm" else 3
     bound = [] if name == "timm" else ["--max-params", "300k"]
-    args = ["--runs-dir", str(tmp_path), "--name", "r", "--generator", name, *bound, *FAST, "--num-archs", str(n)]
+    video = get_generator(name).data_kind == "video"
+    args = ["--runs-dir", str(tmp_path), "--name", "r", "--generator", name, *bound, *FAST, "--num-archs", str(n),
+            *(VIDEO if video else [])]
     assert main([*args, *(["--params", *params] if params else [])]) == 0
     table = list(csv.DictReader((tmp_path / "r" / "results.csv").open()))
-    assert sorted(r["objective"] for r in table) == ["rotation"] * n + ["supervised"] * n
+    pretext = "clip-rotation" if video else "rotation"
+    assert sorted(r["objective"] for r in table) == [pretext] * n + ["supervised"] * n
     assert {r["status"] for r in table} == {"done"} and {r["generator"] for r in table} == {name}
     for r in table:  # the complexity bound held
         assert 0 < int(r["params"]) <= (MAX_PARAMS if bound else 10 ** 8)
         assert 0 <= float(r["score"]) <= 1
-    assert (tmp_path / "r" / "scatter_rotation.png").is_file() and (tmp_path / "r" / "report.html").is_file()
+    assert (tmp_path / "r" / f"scatter_{pretext}.png").is_file() and (tmp_path / "r" / "report.html").is_file()
 
 
 def test_complexity_bounds_select_the_population(tmp_path):

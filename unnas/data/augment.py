@@ -12,10 +12,16 @@ import torch
 import torch.nn.functional as F
 
 
+def channel_shape(x: torch.Tensor) -> list[int]:
+    """Broadcast shape of a per-channel vector for ``(B, C, H, W)`` images or ``(B, T, C, H, W)`` clips."""
+    return [1] * (x.dim() - 3) + [-1, 1, 1]
+
+
 def to_float(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 ``(B, C, H, W)`` -> normalized float: ``(x / 255 - mean) / std`` per channel."""
-    m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    """uint8 ``(B, C, H, W)`` (or clips ``(B, T, C, H, W)``) -> normalized float:
+    ``(x / 255 - mean) / std`` per channel."""
+    m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(channel_shape(x))
+    s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(channel_shape(x))
     return (x.float() / 255.0 - m) / s
 
 
@@ -65,7 +71,12 @@ def mean_fill(mean: Sequence[float]) -> tuple[int, ...]:
 def standard_augment(x: torch.Tensor, generator: torch.Generator | None = None, padding: int | None = None,
                      flip: bool = True, fill: Sequence[float] | None = None) -> torch.Tensor:
     """The usual small-image recipe: random crop with padding (1/8 of the size; ``fill`` per
-    channel, e.g. :func:`mean_fill`, zeros by default) and a flip."""
+    channel, e.g. :func:`mean_fill`, zeros by default) and a flip. Clips ``(B, T, C, H, W)`` get
+    one crop and one flip each, the same for all their frames."""
+    if x.dim() == 5:
+        b, t, c, h, w = x.shape
+        fill = None if fill is None else tuple(fill) * t
+        return standard_augment(x.reshape(b, t * c, h, w), generator, padding, flip, fill).reshape(b, t, c, h, w)
     if padding is None:
         padding = max(1, x.shape[-1] // 8)
     x = random_crop(x, padding, generator, fill)

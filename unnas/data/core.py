@@ -19,7 +19,7 @@ from unnas.registry import DATASETS
 
 @dataclass
 class Split:
-    images: torch.Tensor  # uint8 (N, C, H, W)
+    images: torch.Tensor  # uint8 (N, C, H, W) images or (N, T, C, H, W) clips
     labels: torch.Tensor  # int64 (N,)
 
     def __len__(self) -> int:
@@ -37,7 +37,7 @@ class Split:
 class RawData:
     """What a loader returns: train and (optionally) test arrays."""
 
-    train_images: np.ndarray  # uint8 (N, C, H, W)
+    train_images: np.ndarray  # uint8 (N, C, H, W) images or (N, T, C, H, W) clips
     train_labels: np.ndarray
     test_images: np.ndarray | None = None
     test_labels: np.ndarray | None = None
@@ -57,14 +57,20 @@ class Data:
 
     @property
     def channels(self) -> int:
-        return int(self.train.images.shape[1])
+        return int(self.train.images.shape[-3])
 
     @property
     def image_size(self) -> tuple[int, int]:
-        return int(self.train.images.shape[2]), int(self.train.images.shape[3])
+        return int(self.train.images.shape[-2]), int(self.train.images.shape[-1])
+
+    @property
+    def frames(self) -> int:
+        """Frames per clip of video data ``(N, T, C, H, W)``; 0 for images."""
+        return int(self.train.images.shape[1]) if self.train.images.dim() == 5 else 0
 
     def summary(self) -> dict:
         return {"name": self.name, "num_classes": self.num_classes, "channels": self.channels,
+                **({"frames": self.frames} if self.frames else {}),
                 "image_size": list(self.image_size), "train": len(self.train), "val": len(self.val),
                 "test": len(self.test), "train_class_counts": self.train.class_counts(self.num_classes)}
 
@@ -109,8 +115,25 @@ def _check_raw(raw: RawData, name: str) -> None:
     for what, arr in (("train images", raw.train_images), ("test images", raw.test_images)):
         if arr is None:
             continue
-        if arr.dtype != np.uint8 or arr.ndim != 4:
-            raise TypeError(f"dataset {name}: {what} must be uint8 (N, C, H, W), got {arr.dtype} {arr.shape}")
+        if arr.dtype != np.uint8 or arr.ndim not in (4, 5):
+            raise TypeError(f"dataset {name}: {what} must be uint8 (N, C, H, W) or (N, T, C, H, W), "
+                            f"got {arr.dtype} {arr.shape}")
+
+
+def clip_statistics(x: np.ndarray, chunk: int = 256) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (sample) standard deviation on the [0, 1] scale of uint8 clips
+    ``(N, T, C, H, W)``, summed in float64 over chunks of clips (a video set does not fit in
+    memory as floats)."""
+    c = x.shape[2]
+    s1, s2, n = np.zeros(c), np.zeros(c), 0
+    for i in range(0, x.shape[0], chunk):
+        part = x[i:i + chunk].astype(np.float64) / 255.0
+        s1 += part.sum(axis=(0, 1, 3, 4))
+        s2 += np.square(part).sum(axis=(0, 1, 3, 4))
+        n += part.size // c
+    mean = s1 / n
+    var = np.maximum(s2 - n * mean ** 2, 0.0) / max(n - 1, 1)
+    return tuple(float(v) for v in mean), tuple(max(float(v), 1e-3) for v in np.sqrt(var))
 
 
 def load_dataset(cfg) -> Data:
@@ -158,9 +181,12 @@ def load_dataset(cfg) -> Data:
         tr_x, tr_y = tr_x[idx], tr_y[idx]
     if len(tr_y) == 0:
         raise UserError("data", name, None, message="the training split is empty")
-    xf = torch.from_numpy(tr_x).float().div_(255)
-    mean = tuple(float(v) for v in xf.mean(dim=(0, 2, 3)))
-    std = tuple(max(float(v), 1e-3) for v in xf.std(dim=(0, 2, 3)))
+    if tr_x.ndim == 4:
+        xf = torch.from_numpy(tr_x).float().div_(255)
+        mean = tuple(float(v) for v in xf.mean(dim=(0, 2, 3)))
+        std = tuple(max(float(v), 1e-3) for v in xf.std(dim=(0, 2, 3)))
+    else:
+        mean, std = clip_statistics(tr_x)
     names = raw.class_names or [str(i) for i in range(num_classes)]
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     return Data(name=name, train=Split(t(tr_x), t(tr_y)), val=Split(t(va_x), t(va_y)),

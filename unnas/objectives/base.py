@@ -4,7 +4,7 @@ An objective is an ``nn.Module`` that owns the backbone plus its own heads. It i
 ``build_objective(name, backbone, info, options)`` and trained by the one engine loop:
 
 * ``forward(images, labels, generator) -> {"loss", "acc", "n"}`` takes a uint8 batch
-  ``(B, C, H, W)``; label-free objectives receive ``labels=None`` (the engine never passes
+  ``(B, C, H, W)`` (clips: ``(B, T, C, H, W)``); label-free objectives receive ``labels=None`` (the engine never passes
   labels to an objective whose ``uses_labels`` is False). ``acc`` is the objective's own
   accuracy on the batch (a 0-dim tensor in [0, 1]) over ``n`` predictions.
 * ``after_step()`` runs after each optimizer step (MoCo's momentum update).
@@ -15,6 +15,8 @@ An objective is an ``nn.Module`` that owns the backbone plus its own heads. It i
 * ``input_channels(data_channels)`` (class method) is the channel count the backbone must be
   built with (colorization: 1); ``check_data(info, options)`` (class method) refuses data or
   options the objective cannot work with, before any job starts.
+* ``data_kinds`` says which data an objective works on (``"image"``, ``"video"``);
+  ``check_kind(info)`` refuses the others with one line (also when the objective is built).
 """
 
 from __future__ import annotations
@@ -41,11 +43,27 @@ class DataInfo:
     mean: Sequence[float]
     std: Sequence[float]
     num_train: int = 0  # training images (0 = unknown)
+    frames: int = 0  # frames per clip of video data; 0 = images
 
     @classmethod
     def of(cls, data) -> "DataInfo":
         return cls(data.channels, data.num_classes, data.image_size, tuple(data.mean), tuple(data.std),
-                   len(data.train))
+                   len(data.train), int(getattr(data, "frames", 0)))
+
+    @property
+    def kind(self) -> str:
+        """``"video"`` for clips ``(N, T, C, H, W)``, ``"image"`` otherwise."""
+        return "video" if self.frames else "image"
+
+    def input_shape(self, channels: int | None = None) -> tuple[int, ...]:
+        """Shape of one sample, ``(C, H, W)`` or ``(T, C, H, W)``, with ``channels`` channels."""
+        c = self.channels if channels is None else channels
+        return ((self.frames,) if self.frames else ()) + (c, *self.image_size)
+
+
+def describe(info: DataInfo) -> str:
+    """``"images"`` or ``"video clips of 8 frames"``: what the data holds, for error messages."""
+    return f"video clips of {info.frames} frames" if info.frames else "images"
 
 
 class Objective(nn.Module):
@@ -55,8 +73,10 @@ class Objective(nn.Module):
     # data-parallel training: BN over the global batch of every process (False: each process
     # normalizes its own sub-batch, e.g. MoCo's shuffle BN)
     sync_batchnorm: bool = True
+    data_kinds: tuple[str, ...] = ("image",)  # the kinds of data (DataInfo.kind) it works on
 
     def __init__(self, backbone: Backbone, info: DataInfo, options: Any = None):
+        self.check_kind(info)
         super().__init__()
         if self.needs_spatial and not getattr(backbone, "has_spatial", True):
             raise UserError("--pretext", self.name, "objectives that work on pooled features",
@@ -69,6 +89,16 @@ class Objective(nn.Module):
     @classmethod
     def input_channels(cls, data_channels: int) -> int:
         return data_channels
+
+    @classmethod
+    def check_kind(cls, info: DataInfo) -> None:
+        """Raise :class:`UserError` (naming the objectives that fit) unless the objective works on
+        this kind of data: image objectives refuse clips, video objectives refuse images."""
+        if info.kind in cls.data_kinds:
+            return
+        fit = [n for n in OBJECTIVES.names() if info.kind in getattr(OBJECTIVES.get(n), "data_kinds", ("image",))]
+        raise UserError("--pretext", cls.name, fit, message=f"{cls.name} works on {' and '.join(cls.data_kinds)} "
+                                                            f"data, and this dataset holds {describe(info)}")
 
     @classmethod
     def check_data(cls, info: DataInfo, options: Any = None) -> None:
@@ -87,7 +117,7 @@ class Objective(nn.Module):
         return self.normalize(images)
 
     def augment(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """uint8 pad-crop (padding with the dataset's mean colour) and flip."""
+        """uint8 pad-crop (padding with the dataset's mean colour) and flip (one per clip for video)."""
         return standard_augment(images, generator, fill=mean_fill(self.info.mean))
 
     def train_input(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -116,6 +146,9 @@ def objective_class(name: str) -> type[Objective]:
 
 def build_objective(name: str, backbone: Backbone, info: DataInfo, options: Any = None) -> Objective:
     cls = objective_class(name)
+    check = getattr(cls, "check_kind", None)
+    if check is not None:  # before the objective's own checks, which may assume their kind of data
+        check(info)
     if options is None:
         opt_cls = OBJECTIVES.meta(name).get("config")
         options = opt_cls() if opt_cls is not None else None

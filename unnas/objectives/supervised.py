@@ -1,4 +1,5 @@
-"""Supervised reference: cross-entropy on the labels through a linear head on pooled features."""
+"""Supervised reference: cross-entropy on the labels through a linear head on pooled features (images
+or clips: the backbone pools either)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from unnas.registry import OBJECTIVES
 class Supervised(Objective):
     name = "supervised"
     uses_labels = True
+    data_kinds = ("image", "video")  # the reference for every kind of data
 
     def __init__(self, backbone, info, options=None):
         super().__init__(backbone, info, options)
