@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from unnas.errors import UserError
-from unnas.registry import OBJECTIVES, PROXIES
+from unnas.registry import OBJECTIVES, PROXIES, STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,16 @@ class ProxyConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """A strategy search (python -m unnas.search --strategy ...): its options are the strategy's own
+    section (e.g. lanas.samples, lanas.height)."""
+
+    strategy: str = "random"  # random | evolution | lanas
+    score: str = ""  # the column that scores a candidate ("" = the first objective; reference = the table)
+    time_budget: float = 0.0  # stop after this many seconds of job time (0 = the strategy's samples only)
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -143,16 +153,17 @@ class Config:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     objectives: dict[str, Any] = field(default_factory=dict)  # name -> option dataclass
 
 
-_SECTIONS = ("data", "model", "train", "eval", "run", "budget", "reference", "proxy")
+_SECTIONS = ("data", "model", "train", "eval", "run", "budget", "reference", "proxy", "search")
 
 
 def _objective_configs() -> dict[str, type]:
-    """Option sections of the registered objectives and proxies (their names never collide)."""
+    """Option sections of the registered objectives, proxies and strategies (names never collide)."""
     out = {}
-    for reg in (OBJECTIVES, PROXIES):
+    for reg in (OBJECTIVES, PROXIES, STRATEGIES):
         for name in reg.names():
             cls = reg.meta(name).get("config")
             if cls is not None:

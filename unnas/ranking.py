@@ -113,7 +113,8 @@ def prepare_run_dir(cfg: Config) -> Path:
             old = {}
         # only what determines the results: the core sections and the options of the objectives used
         # (a plugin installed later adds sections; execution details may change between runs)
-        sections = ("data", "model", "train", "eval", "run", "budget", "proxy", *objectives_of(cfg), *proxies_of(cfg))
+        sections = ("data", "model", "train", "eval", "run", "budget", "proxy", "search", *objectives_of(cfg),
+                    *proxies_of(cfg), cfg.search.strategy)
         keep = {"run": ("device", "wandb", "wandb_project", "executor", "workers", "threads_per_worker",
                         "runs_dir", "name", "ensembles"),
                 "eval": ("score",),
