@@ -177,7 +177,7 @@ def test_cli_trains_and_evaluates_one_candidate(tmp_path):
                   "train.batch_size=64", "eval.knn_k=20", "train.precise_bn=64")
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads((tmp_path / "result.json").read_text())
-    assert res["metrics"]["world_size"] == 2 and 0 <= res["metrics"]["knn_acc"] <= 1
+    assert res["metrics"]["world_size"] == 2 and 0 <= res["metrics"]["knn_acc_uses_labels"] <= 1
     assert (tmp_path / "model.pt").is_file()
 
 
@@ -229,7 +229,8 @@ def test_two_process_moco_shuffles_keys_across_per_rank_bn_and_evaluates_on_rank
     from moco.augment import two_views
     from unnas import config
     from unnas.objectives.base import DataInfo, build_objective
-    from unnas.runner import _metrics, dataset_for
+    from unnas.jobs import training_metrics
+    from unnas.runner import dataset_for
     from unnas.spec import ArchSpec, build
 
     p = _torchrun(str(Path(__file__)), "moco", str(tmp_path), timeout=240)
@@ -267,8 +268,8 @@ def test_two_process_moco_shuffles_keys_across_per_rank_bn_and_evaluates_on_rank
     saved = torch.load(tmp_path / "model.pt", weights_only=True)
     obj.load_state_dict(saved["objective_state"])
     torch.set_num_threads(1)
-    one = _metrics(obj, data, cfg, torch.device("cpu"))
-    for k in ("objective_acc", "objective_loss", "knn_acc", "score"):
+    one = training_metrics(obj, data, cfg, torch.device("cpu"))
+    for k in ("objective_acc", "objective_loss", "knn_acc_uses_labels", "score"):
         assert res[k] == pytest.approx(one[k], rel=1e-6, abs=1e-9), k
 
 
