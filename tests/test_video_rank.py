@@ -27,7 +27,9 @@ def test_video_objectives_rank_s3d_on_moving_digits(tmp_path, objectives):
     for r in table:
         assert 0 <= float(r["score"]) <= 1 and int(r["flops"]) > 0
     ranking = json.loads((run / "ranking.json").read_text())
-    assert set(ranking["agreement"]) == set(objectives) and len(ranking["table"]) == 2
+    label_free = {n for n, c in ranking["columns"].items() if not c["uses_labels"]}
+    assert label_free == {*objectives, "params", "flops"} and len(ranking["table"]) == 2
+    assert set(ranking["agreement"]) == {*objectives, *(f"{o}/knn" for o in objectives), "params", "flops"}
     assert (run / "report.html").is_file() and all((run / f"scatter_{o}.png").is_file() for o in objectives)
 
 
