@@ -228,8 +228,8 @@ def test_two_process_moco_shuffles_keys_across_per_rank_bn_and_evaluates_on_rank
 
     from moco.augment import two_views
     from unnas import config
-    from unnas.objectives.base import DataInfo, build_objective
     from unnas.jobs import training_metrics
+    from unnas.objectives.base import DataInfo, build_objective
     from unnas.runner import dataset_for
     from unnas.spec import ArchSpec, build
 

@@ -17,8 +17,9 @@ from typing import Iterable
 
 import numpy as np
 
-from eval.correlation import agreement, random_experiment
+from eval.correlation import agreement
 from eval.edf import ks
+from eval.random_experiment import random_experiment
 from unnas.errors import UserError
 from unnas.runner import SUPERVISED
 from unnas.scores import BASELINES, REFERENCE, Column, Ranking, build_ranking, parse_ensemble  # noqa: F401

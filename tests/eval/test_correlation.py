@@ -6,14 +6,13 @@ import pytest
 from scipy import stats
 
 from eval.correlation import (
-    _best_of_m_weights,
     aggregate_seeds,
     agreement,
     pairwise_accuracy,
-    random_experiment,
     resolve_k,
     top_k_indices,
 )
+from eval.random_experiment import _best_of_m_weights, random_experiment
 
 # fixed vectors with ties on both sides
 SCORE = np.array([0.3, 1.2, 1.2, -0.5, 2.0, 0.3, 0.9, 3.1, 0.0, 1.2])
