@@ -43,6 +43,7 @@ from unnas.spec import Backbone
 # log10 of the smallest positive float64: what a log-scaled proxy's 0 is ranked and reported as
 LOG10_ZERO = math.log10(5e-324)
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 class NonFiniteProxy(ArithmeticError):

@@ -30,8 +30,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from eval.proxies.base import ProxyInput, backbone_copy, check_positive, relu_patterns
-from eval.proxies.synflow import BATCH_NORMS
+from eval.proxies.base import BATCH_NORMS, WEIGHT_LAYERS, ProxyInput, backbone_copy, check_positive, relu_patterns
 from unnas.errors import UserError
 from unnas.generators.complexity import count_params
 from unnas.registry import PROXIES
@@ -106,7 +105,7 @@ def gaussian_init(net: nn.Module, generator: torch.Generator) -> None:
     """N(0, 1) conv/linear weights and zero biases, unit-weight zero-bias BatchNorm/GroupNorm."""
     with torch.no_grad():
         for m in net.modules():
-            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            if isinstance(m, WEIGHT_LAYERS):
                 m.weight.copy_(torch.randn(m.weight.shape, generator=generator).to(m.weight))
                 if m.bias is not None:
                     m.bias.zero_()

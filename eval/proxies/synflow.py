@@ -14,10 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from eval.proxies.base import ProxyInput, backbone_copy, weight_layers
+from eval.proxies.base import BATCH_NORMS, ProxyInput, backbone_copy, weight_layers
 from unnas.registry import PROXIES
-
-BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def bypass_batchnorm(net: nn.Module) -> nn.Module:
