@@ -55,6 +55,7 @@ from moco.queue import KeyQueue, distributed_world, gather_keys
 from moco.splitbn import encode_split, shuffled_forward
 from unnas.errors import UserError
 from unnas.objectives.base import Objective
+from unnas.precision import full_precision
 from unnas.registry import OBJECTIVES
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -242,7 +243,8 @@ class Moco(Objective):
 
     # -------------------------------------------------------------- objective contract
     def train_input(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        return self._normalize_unit(augment_view(images, self.hp.views, generator))
+        with full_precision(images):
+            return self._normalize_unit(augment_view(images, self.hp.views, generator))
 
     def _normalize_unit(self, x: torch.Tensor) -> torch.Tensor:
         m = torch.as_tensor(self.info.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
@@ -269,8 +271,9 @@ class Moco(Objective):
 
     def _step(self, images: torch.Tensor, generator: torch.Generator | None, update: bool) -> dict[str, torch.Tensor]:
         b = images.shape[0]
-        v1, v2 = two_views(images, self.hp.views, generator)
-        v1, v2 = self._normalize_unit(v1), self._normalize_unit(v2)
+        with full_precision(images):  # the views (blur is a convolution) are data: float32 under autocast too
+            v1, v2 = two_views(images, self.hp.views, generator)
+            v1, v2 = self._normalize_unit(v1), self._normalize_unit(v2)
         if update:
             self._ensure_queue(b, images.device)
             groups = split_groups(self.hp.bn_splits, b)

@@ -22,6 +22,7 @@ from torch import nn
 
 from unnas.data.core import Split
 from unnas.errors import DivergedError, UserError
+from unnas.precision import autocast, resolve_precision
 
 Sampler = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
 Progress = Callable[[int, int, dict], None]
@@ -37,6 +38,7 @@ class TrainResult:
     steps: int = 0
     resumed_from_epoch: int = 0
     seconds: float = 0.0
+    precision: str = "float32"  # autocast dtype of the forward passes (unnas.precision)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -182,9 +184,9 @@ def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str
     params = [p for p in objective.parameters() if p.requires_grad]
     opt, sched = make_optimizer(params, cfg, total, spe)
     gen = torch.Generator().manual_seed(int(seed))
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
-    result = TrainResult()
+    precision = resolve_precision(cfg, device)
+    scaler = torch.amp.GradScaler("cuda") if precision == "float16" else None
+    result = TrainResult(precision=precision)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
     start_epoch, step = 0, 0
     if ckpt_dir is not None and ckpt_dir.is_dir():
@@ -210,7 +212,7 @@ def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str
             b = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             images = split.images[b].to(device, non_blocking=True)
             labels = labels_all[b].to(device) if uses_labels else None
-            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
+            with autocast(objective, device, precision):
                 out = objective(images, labels, gen)
             loss = out["loss"]
             if not torch.isfinite(loss.detach()):

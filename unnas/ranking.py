@@ -33,6 +33,7 @@ from unnas.engine import resolve_device
 from unnas.errors import UserError
 from unnas.lock import Claims, RunLock
 from unnas.objectives.base import DataInfo, objective_class
+from unnas.precision import with_precision
 from unnas.registry import DATASETS, GENERATORS
 from unnas.runner import (
     EXECUTION_TRAIN_FIELDS,
@@ -41,6 +42,7 @@ from unnas.runner import (
     SUPERVISED,
     Hooks,
     JobContext,
+    available_cores,
     check_ray_address,
     checkpoint_dir,
     data_key,
@@ -51,7 +53,7 @@ from unnas.runner import (
     make_executor,
     objectives_of,
     plan_jobs,
-    resolve_parallelism,
+    run_layout,
 )
 from unnas.store import Store, summarize
 from unnas.tracking import WANDB_MODES, Tracker
@@ -190,6 +192,7 @@ def run_ranking(cfg: Config, quiet: bool = False, *, retry_failed: bool = False,
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     import_plugins(plugins)
     validate(cfg)
+    cfg = with_precision(cfg)  # "auto" -> what this machine runs: stored, hashed, the same on every executor
     ray_address = check_ray_address(ray_address)
     from unnas.population import sample_population
 
@@ -226,18 +229,19 @@ def _run_locked(cfg, run_dir, data, specs, objectives, console, quiet, retry_fai
         for j in jobs:  # a crash between a commit and the cleanup can leave checkpoints of finished jobs
             if statuses.get(j.job_id) == "done":
                 shutil.rmtree(checkpoint_dir(run_dir, j.job_id), ignore_errors=True)
-        workers, threads = resolve_parallelism(cfg)
-        ex = cfg.run.executor
+        ex, workers, threads, plugins = run_layout(cfg, len(todo), plugins)
         run_cfg = job_config(cfg, threads)  # the engine applies the thread count: same arithmetic everywhere
         tracker = Tracker(run_dir, cfg.run.wandb, cfg.run.wandb_project, config_mod.to_dict(cfg), run_dir.name)
         tracker.log("run_start", jobs=len(jobs), todo=len(todo), data=data.summary(), argv=sys.argv, executor=ex,
-                    workers=workers, threads=threads, pid=os.getpid(), join=join, retry_failed=retry_failed)
+                    workers=workers, threads=threads, precision=cfg.train.precision, pid=os.getpid(), join=join,
+                    retry_failed=retry_failed)
         console.print(f"[bold]unnas.rank[/] {run_dir}  data={data.name} ({len(data.train)} train / "
                       f"{len(data.test)} test)  generator={cfg.model.generator}  objectives={','.join(objectives)}")
-        par = "" if ex == "local" else f" x {workers} workers"
+        par = ("" if ex == "local" else f" x {workers} workers") + (
+            f" (auto, {available_cores()} cores)" if cfg.run.executor == "auto" else "")
         console.print(f"{len(specs)} candidates x {len(objectives)} objectives x {cfg.run.seeds} seed(s) = "
                       f"{len(jobs)} jobs; {len(jobs) - len(todo)} already stored, {len(todo)} to run  "
-                      f"[executor {ex}{par}, {threads or 'default'} thread(s) per job]")
+                      f"[executor {ex}{par}, {threads or 'default'} thread(s) per job, {cfg.train.precision}]")
         if kept:
             console.print(f"{len(kept)} failed/diverged/timed-out job(s) kept; --retry-failed runs them again")
         if todo:

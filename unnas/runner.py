@@ -50,6 +50,7 @@ from unnas.data import Data, load_dataset
 from unnas.engine import JobTimeout, evaluate_objective, resolve_device, save_atomic, train
 from unnas.errors import DivergedError, UserError
 from unnas.objectives.base import DataInfo, build_objective, objective_class
+from unnas.precision import resolve_precision
 from unnas.spec import ArchSpec, build
 from unnas.store import JobRow, Store
 
@@ -80,6 +81,8 @@ def config_key(cfg: Config, objective: str) -> str:
     train = dict(d["train"])
     for k in EXECUTION_TRAIN_FIELDS:
         train.pop(k, None)
+    train["precision"] = resolve_precision(cfg.train, resolve_device(cfg.run.device))  # what "auto" means here
+    train.pop("amp", None)  # amp=false is precision float32
     parts["train"] = train
     parts["objective"] = d.get(objective, {})
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
@@ -106,7 +109,7 @@ def plan_jobs(cfg: Config, specs: list[ArchSpec]) -> list[Job]:
     return jobs
 
 
-EXECUTORS = ("local", "pool", "ray")
+EXECUTORS = ("auto", "local", "pool", "ray")
 # Metrics that describe how a job ran rather than what it found (they may differ between an
 # interrupted-and-resumed job and an uninterrupted one).
 EXECUTION_METRICS = ("resumed_from_epoch",)
@@ -128,22 +131,62 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_parallelism(cfg: Config, cores: int | None = None) -> tuple[int, int]:
+def resolve_parallelism(cfg: Config, cores: int | None = None, jobs: int | None = None) -> tuple[int, int]:
     """``(workers, threads)`` for ``cfg.run.executor``.
 
-    ``threads`` (intra-op threads of every job) = ``run.threads_per_worker``, else
-    ``train.threads``, else 1 in deterministic mode (the default; it keeps results identical
-    across executors), else 1 per pool/Ray worker and torch's default (0) for ``local``.
-    ``workers`` = ``run.workers``, else ``cores // threads`` (1 for ``local``).
+    ``auto`` (the default) uses every core: ``workers x threads`` = the core count, one worker
+    per job while there are more jobs than cores (``jobs``; None = many), the spare cores as
+    threads of fewer workers otherwise (``run.workers`` / ``run.threads_per_worker`` /
+    ``train.threads`` fix either); on CUDA one worker. :func:`resolve_executor` runs a single
+    worker in this process. For ``local``/``pool``/``ray``: ``threads`` (intra-op threads of
+    every job) = ``run.threads_per_worker``, else ``train.threads``, else 1 in deterministic mode
+    (it keeps results identical across executors), else 1 per pool/Ray worker and torch's default
+    (0) for ``local``; ``workers`` = ``run.workers``, else ``cores // threads`` (1 for ``local``).
     """
     cores = cores or available_cores()
     run = cfg.run
-    threads = run.threads_per_worker or cfg.train.threads
+    fixed = run.threads_per_worker or cfg.train.threads
+    if run.executor == "auto":
+        if run.device.startswith("cuda"):
+            return 1, fixed or 1
+        slots = run.workers or max(1, min(jobs if jobs else cores, cores // max(fixed, 1)))
+        return slots, fixed or max(1, cores // slots)
+    threads = fixed
     if not threads:
         threads = 1 if (cfg.train.deterministic or run.executor != "local") else 0
     if run.executor == "local":
         return 1, threads
     return (run.workers or max(1, cores // max(threads, 1))), threads
+
+
+def resolve_executor(cfg: Config, workers: int) -> str:
+    """The executor of a run: ``run.executor``; ``auto`` is ``pool`` for several workers, else ``local``."""
+    if cfg.run.executor == "auto":
+        return "pool" if workers > 1 else "local"
+    return cfg.run.executor
+
+
+def worker_modules(cfg: Config) -> tuple[str, ...]:
+    """Modules outside unnas's own packages that define this run's objectives or generator (a
+    worker process imports them first, as it does ``--plugins``); ``__main__`` among them means
+    a component no other process can import."""
+    from unnas.registry import GENERATORS
+
+    classes = [objective_class(o) for o in objectives_of(cfg)] + [GENERATORS.get(cfg.model.generator)]
+    mods = {getattr(c, "__module__", "") or "" for c in classes}
+    return tuple(sorted(m for m in mods if m and m.split(".")[0] not in ("unnas", "pretext", "moco", "eval")))
+
+
+def run_layout(cfg: Config, jobs: int, plugins: Iterable[str] = (), cores: int | None = None
+               ) -> tuple[str, int, int, tuple[str, ...]]:
+    """``(executor, workers, threads, plugins)`` of a run with ``jobs`` jobs to run: the modules
+    of its own components join ``plugins``; ``auto`` stays in this process when one of them is
+    ``__main__``."""
+    extra = worker_modules(cfg)
+    here = cfg.run.executor == "auto" and "__main__" in extra
+    workers, threads = resolve_parallelism(cfg, cores, jobs=1 if here else jobs)
+    plugins = tuple(dict.fromkeys([*plugins, *(m for m in extra if m != "__main__")]))
+    return resolve_executor(cfg, workers), workers, threads, plugins
 
 
 # ------------------------------------------------------------------ one job
