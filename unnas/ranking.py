@@ -241,7 +241,7 @@ def _run_locked(cfg, run_dir, data, specs, objectives, console, quiet, retry_fai
             f" (auto, {available_cores()} cores)" if cfg.run.executor == "auto" else "")
         console.print(f"{len(specs)} candidates x {len(objectives)} objectives x {cfg.run.seeds} seed(s) = "
                       f"{len(jobs)} jobs; {len(jobs) - len(todo)} already stored, {len(todo)} to run  "
-                      f"[executor {ex}{par}, {threads or 'default'} thread(s) per job, {cfg.train.precision}]")
+                      f"\\[executor {ex}{par}, {threads or 'default'} thread(s) per job, {cfg.train.precision}]")
         if kept:
             console.print(f"{len(kept)} failed/diverged/timed-out job(s) kept; --retry-failed runs them again")
         if todo:
