@@ -1,7 +1,7 @@
 """Shared pieces of the speed benchmarks: images, networks, the engine's training step, the
 matmul peak and alternating timings.
 
-    from _step import images_and_info, NETS, objective_for, TrainStep, matmul_peak, alternate
+    from _step import images_and_info, NETS, objective_for, TrainStep, matmul_peak, alternate, op_breakdown
 """
 
 from __future__ import annotations
@@ -76,6 +76,36 @@ class TrainStep:
         self.opt.step()
         obj.after_step()
         return float(out["loss"].detach())
+
+
+KINDS = {"matmul": ("conv", "mm", "linear", "matmul", "bmm", "einsum"),
+         "batch_norm": ("batch_norm",),
+         "copy_cast_layout": ("copy", "to_copy", "contiguous", "clone", "cat", "index", "empty", "stack",
+                              "resize", "as_strided", "select", "slice", "view", "permute", "reshape", "fill",
+                              "zero", "flip", "rot90", "pad"),
+         "optimizer": ("_foreach", "sgd")}
+
+
+def kind_of(op: str) -> str:
+    name = op.removeprefix("aten::").lower()
+    for kind, keys in KINDS.items():
+        if any(k in name for k in keys):
+            return kind
+    return "elementwise_other"
+
+
+def op_breakdown(fn: Callable[[], object]) -> dict[str, float]:
+    """Share of the self CPU time of ``fn()`` per kind of aten op (:data:`KINDS`): what bounds a step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    totals: dict[str, float] = {}
+    for ev in prof.key_averages():
+        if ev.key.startswith("aten::"):
+            totals[kind_of(ev.key)] = totals.get(kind_of(ev.key), 0.0) + ev.self_cpu_time_total
+    s = sum(totals.values()) or 1.0
+    return {k: round(v / s, 3) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
 
 
 def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,

@@ -16,7 +16,8 @@ channels-last, autocast of :mod:`unnas.precision`, SGD), per precision.
 
 ``--profile`` adds, per precision, the share of the step's CPU time in each kind of op
 (convolutions and matrix products, BatchNorm, other elementwise ops, copies / casts / layout
-changes, the optimizer): what bounds the MFU. Prints one JSON line.
+changes, the optimizer) and the MFU within the convolutions' own time (MFU / their share):
+what bounds the MFU. Prints one JSON line.
 
     python benchmarks/mfu.py [--nets resnet18,macro] [--objectives rotation,...] [--batch 256]
                              [--rounds 3] [--threads 0] [--profile]
@@ -45,38 +46,10 @@ from _step import (  # noqa: E402
     images_and_info,
     matmul_peak,
     objective_for,
+    op_breakdown,
 )
 
 from unnas.precision import DTYPES  # noqa: E402
-
-KINDS = {"matmul": ("conv", "mm", "linear", "matmul", "bmm", "einsum"),
-         "batch_norm": ("batch_norm",),
-         "copy_cast_layout": ("copy", "to_copy", "contiguous", "clone", "cat", "index", "empty", "stack",
-                              "resize", "as_strided", "select", "slice", "view", "permute", "reshape", "fill",
-                              "zero", "flip", "rot90", "pad"),
-         "optimizer": ("_foreach", "sgd")}
-
-
-def kind_of(op: str) -> str:
-    name = op.removeprefix("aten::").lower()
-    for kind, keys in KINDS.items():
-        if any(k in name for k in keys):
-            return kind
-    return "elementwise_other"
-
-
-def op_breakdown(step, images, labels) -> dict[str, float]:
-    """Share of one step's self CPU time per kind of aten op."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        step(images, labels)
-    totals: dict[str, float] = {}
-    for ev in prof.key_averages():
-        if ev.key.startswith("aten::"):
-            totals[kind_of(ev.key)] = totals.get(kind_of(ev.key), 0.0) + ev.self_cpu_time_total
-    s = sum(totals.values()) or 1.0
-    return {k: round(v / s, 3) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
 
 
 def bench(net: str, name: str, images, labels, info, args) -> dict:
@@ -115,7 +88,10 @@ def bench(net: str, name: str, images, labels, info, args) -> dict:
                   "achieved_gflop_s": round(flops / statistics.median(t) / 1e9, 1),
                   "peak_gflop_s": round(statistics.median(pk) / 1e9, 1), "mfu": round(statistics.median(mfu), 3)}
         if args.profile:
-            out[p]["time_share"] = op_breakdown(steps[p], *batches[0])
+            share = op_breakdown(lambda: steps[p](*batches[0]))
+            out[p]["time_share"] = share
+            if share.get("matmul"):  # how fast the convolutions and products themselves run
+                out[p]["mfu_within_matmul_time"] = round(out[p]["mfu"] / share["matmul"], 3)
     ps = args.precisions
     if "float32" in ps and "bfloat16" in ps:
         ratio = [a / b for a, b in zip(times["float32"], times["bfloat16"])]

@@ -39,7 +39,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _step import TrainStep, alternate  # noqa: E402
+from _step import TrainStep, alternate, op_breakdown  # noqa: E402
 
 
 def load_images(n: int, seed: int) -> tuple[np.ndarray, str]:
@@ -183,6 +183,7 @@ def main() -> None:
     ap.add_argument("--lightly-channels-last", action="store_true",
                     help="also measure lightly with a channels-last model and inputs (reported, not the reference)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds alternating the sides; medians count")
+    ap.add_argument("--profile", action="store_true", help="add each side's share of step time per kind of op")
     ap.add_argument("--images", type=int, default=8192)
     args = ap.parse_args()
     if args.threads:
@@ -211,6 +212,7 @@ def main() -> None:
     ips = {k: args.batch * args.steps / statistics.median(v) for k, v in times.items()}
     ref = max((k for k in ips if k.startswith("lightly_") and not k.endswith("_channels_last")), key=ips.get)
     per_round = [ti_ref / ti for ti, ti_ref in zip(times["ours"], times[ref])]
+    shares = {k: op_breakdown(v) for k, v in sides.items()} if args.profile else None
     import lightly
 
     print(json.dumps({"benchmark": "moco_throughput", "images": source, "batch": args.batch,
@@ -222,6 +224,7 @@ def main() -> None:
                       "ratio": round(ips["ours"] / ips[ref], 3),
                       "ratio_per_round": [round(v, 3) for v in per_round],
                       "seconds_per_round": {k: [round(x, 2) for x in v] for k, v in times.items()},
+                      **({"time_share": shares} if shares else {}),
                       "loadavg_1m": round(os.getloadavg()[0], 2)}))
 
 

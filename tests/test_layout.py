@@ -52,7 +52,10 @@ def _register_probe(monkeypatch, module: str) -> None:
     monkeypatch.setitem(OBJECTIVES._meta, "layout-probe", {})
 
 
-def test_workers_import_the_modules_of_the_runs_own_components(monkeypatch):
+def test_workers_import_the_modules_of_the_runs_own_components(monkeypatch, tmp_path):
+    (tmp_path / "my_lab").mkdir()
+    (tmp_path / "my_lab" / "objectives.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))  # importable by every process that shares sys.path
     _register_probe(monkeypatch, "my_lab.objectives")
     cfg = cfg_with("run.pretext=layout-probe,rotation")
     assert worker_modules(cfg) == ("my_lab.objectives",)  # built-in rotation / resnet need nothing
@@ -60,8 +63,9 @@ def test_workers_import_the_modules_of_the_runs_own_components(monkeypatch):
     assert (ex, workers, threads) == ("pool", 2, 1) and plugins == ("other", "my_lab.objectives")
 
 
-def test_a_component_defined_in_main_keeps_auto_in_this_process(monkeypatch):
-    _register_probe(monkeypatch, "__main__")  # a script's own objective: no worker can import it
+@pytest.mark.parametrize("module", ["__main__", "nowhere_on_the_path.objectives"])
+def test_a_component_workers_cannot_import_keeps_auto_in_this_process(monkeypatch, module):
+    _register_probe(monkeypatch, module)  # e.g. a script's own objective
     cfg = cfg_with("run.pretext=layout-probe")
     assert run_layout(cfg, jobs=8, cores=2) == ("local", 1, 2, ())
     assert run_layout(cfg_with("run.pretext=layout-probe", "run.executor=pool"), jobs=8, cores=2)[:3] == ("pool", 2, 1)

@@ -5,7 +5,10 @@ warm-up for a budget in epochs or steps. Randomness (epoch order, augmentations)
 ``torch.Generator`` seeded with ``seed``; weight initialisation is the caller's business.
 At the end of every epoch the full state (objective with its heads and buffers, optimizer,
 scheduler, generator and torch RNG states, history, config) is written atomically, so a
-resumed run ends bit-identical to an uninterrupted one in deterministic mode.
+resumed run ends bit-identical to an uninterrupted one in deterministic mode. The forward pass
+runs under the autocast of ``cfg.precision`` (:mod:`unnas.precision`: bfloat16 on a CPU with
+bfloat16 arithmetic, float16 with a gradient scaler on CUDA); weights, optimizer state and BN
+statistics stay float32.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ import collections
 import ctypes
 import hashlib
 import importlib
+import importlib.machinery
 import json
 import os
 import shutil
@@ -180,12 +181,13 @@ def worker_modules(cfg: Config) -> tuple[str, ...]:
 def run_layout(cfg: Config, jobs: int, plugins: Iterable[str] = (), cores: int | None = None
                ) -> tuple[str, int, int, tuple[str, ...]]:
     """``(executor, workers, threads, plugins)`` of a run with ``jobs`` jobs to run: the modules
-    of its own components join ``plugins``; ``auto`` stays in this process when one of them is
-    ``__main__``."""
+    of its own components join ``plugins``; ``auto`` stays in this process when a worker could
+    not import one of them (``__main__``, or a package not on ``sys.path``)."""
     extra = worker_modules(cfg)
-    here = cfg.run.executor == "auto" and "__main__" in extra
+    found = [m for m in extra if importlib.machinery.PathFinder.find_spec(m.split(".")[0]) is not None]
+    here = cfg.run.executor == "auto" and len(found) < len(extra)
     workers, threads = resolve_parallelism(cfg, cores, jobs=1 if here else jobs)
-    plugins = tuple(dict.fromkeys([*plugins, *(m for m in extra if m != "__main__")]))
+    plugins = tuple(dict.fromkeys([*plugins, *found]))
     return resolve_executor(cfg, workers), workers, threads, plugins
 
 
