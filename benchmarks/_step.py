@@ -147,16 +147,21 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 3) -> float:
     return 2 * n ** 3 / statistics.median(ts)
 
 
-def alternate(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds of each call: ``warmup`` untimed calls each, then ``rounds`` rounds calling every
-    function in turn (a change of machine load hits all alike)."""
+def alternate(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 1,
+              cpu: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
+    """Wall seconds of each call: ``warmup`` untimed calls each, then ``rounds`` rounds calling
+    every function in turn (a change of machine load hits all alike). ``cpu``, when given, gets
+    this process's CPU seconds of each call too (all its threads; on a machine shared with other
+    work, closer to what an idle machine takes than the wall time)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for k, fn in fns.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
+            if cpu is not None:
+                cpu.setdefault(k, []).append(time.process_time() - c0)
     return times

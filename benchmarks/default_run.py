@@ -9,8 +9,10 @@
   on one thread (``--executor local --threads-per-worker 1``), float32 (``train.amp=false``).
 
 Only ``--runs-dir``, ``--name`` and ``--quiet`` are added (they change no result); both run in fresh
-folders, alternating for ``--repeats`` rounds; medians and their ratio. The header line each run
-prints (layout and precision) is reported too.
+folders, alternating for ``--repeats`` rounds; medians and their ratio, and the CPU seconds of
+each run (all its processes; on a machine shared with other work the wall time of the
+multi-process default suffers most). The header line each run prints (layout and precision) is
+reported too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -30,6 +33,12 @@ SIDES = {"default": ([], {}),
          "previous": (["--executor", "local", "--threads-per-worker", "1", "train.amp=false"], {})}
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes and theirs."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=1)
@@ -37,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     env0 = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     times: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     headers: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.repeats):
@@ -44,13 +54,17 @@ def main(argv: list[str] | None = None) -> int:
                 extra, env = SIDES[side]
                 cmd = [sys.executable, "-m", "unnas.rank", "--runs-dir", tmp, "--name", f"{side}-{r}", "--quiet",
                        *extra]
-                t0 = time.perf_counter()
+                c0, t0 = _children_cpu(), time.perf_counter()
                 res = subprocess.run(cmd, cwd=ROOT, env={**env0, **env}, check=True, capture_output=True, text=True)
                 times.setdefault(side, []).append(time.perf_counter() - t0)
-                headers[side] = next((ln.strip() for ln in res.stdout.splitlines() if "jobs;" in ln), "")
+                cpu.setdefault(side, []).append(_children_cpu() - c0)
+                lines = res.stdout.splitlines()
+                at = next((i for i, ln in enumerate(lines) if "jobs;" in ln), None)
+                headers[side] = " ".join(" ".join(lines[at:at + 2]).split()) if at is not None else ""
     med = {k: statistics.median(v) for k, v in times.items()}
     out = {"benchmark": "default_run", "median_seconds": {k: round(v, 1) for k, v in med.items()},
-           "all_seconds": {k: [round(x, 1) for x in v] for k, v in times.items()}, "headers": headers,
+           "all_seconds": {k: [round(x, 1) for x in v] for k, v in times.items()},
+           "cpu_seconds": {k: [round(x, 1) for x in v] for k, v in cpu.items()}, "headers": headers,
            "repeats": a.repeats, "loadavg_1m": round(os.getloadavg()[0], 2)}
     if "default" in med and "previous" in med:
         out["speedup"] = round(med["previous"] / med["default"], 3)

@@ -16,6 +16,10 @@ exactly as the engine does (``_step.TrainStep``), in ``--precision``:
   (``--job-steps``: the default job, 4 epochs of 20 steps on digits).
 * ``batch``: images per second at each batch size (alternating, median).
 
+Times are CPU seconds of the one-threaded training process (``--threads 1``; the compile time
+includes the C++ compiler processes inductor starts, compiling in one thread), which a machine
+shared with other work inflates far less than wall time.
+
 The verdict per lever: the population-total ratio and how many candidates gain.
 """
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -68,12 +73,19 @@ def _batches(images, labels, batch: int, n: int, seed: int = 0):
     return out
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished children (the C++ compiler of inductor)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + r.ru_utime + r.ru_stime
+
+
 def _steps_seconds(step: TrainStep, batches) -> list[float]:
+    """CPU seconds of each step (one thread: what an idle machine takes, even on a shared one)."""
     ts = []
     for b in batches:
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         step(*b)
-        ts.append(time.perf_counter() - t0)
+        ts.append(time.process_time() - t0)
     return ts
 
 
@@ -95,9 +107,9 @@ def worker(a) -> dict:
             bb = step.objective.backbone
             bb.forward_features = torch.compile(bb.forward_features)
         bs = _batches(images, labels, a.batch, a.steps + 1)
-        t0 = time.perf_counter()
-        step(*bs[0])
-        first = time.perf_counter() - t0
+        t0 = _cpu()
+        step(*bs[0])  # with --compile: the compilation, the C++ compiler's processes included
+        first = _cpu() - t0
         ts = _steps_seconds(step, bs[1:])
         out[spec.arch_id] = {"first_s": first, "step_s": statistics.median(ts)}
     return {"precision": prec, "per_arch": out}
@@ -136,7 +148,8 @@ def lever_compile(a) -> dict:
     out = {}
     for r in range(a.repeats):
         for mode in ("eager", "compile"):
-            env = {"TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp(prefix="unnas-inductor-")}
+            env = {"TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp(prefix="unnas-inductor-"),
+                   "TORCHINDUCTOR_COMPILE_THREADS": "1"}  # compile in this process: its CPU time is counted
             out.setdefault(mode, []).append(_run_worker(a, env, compile_=mode == "compile")["per_arch"])
     med = {m: {x: {k: statistics.median(r[x][k] for r in v) for k in ("first_s", "step_s")} for x in v[0]}
            for m, v in out.items()}
@@ -159,9 +172,10 @@ def lever_batch(a) -> dict:
     for spec in specs:
         steps = {b: TrainStep(objective_for(a.objective, spec, info), prec) for b in sizes}
         bs = {b: iter(_batches(images, labels, b, a.repeats + 1)) for b in sizes}
-        times = alternate({b: (lambda b=b: steps[b](*next(bs[b]))) for b in sizes}, a.repeats)
+        cpu: dict = {}
+        alternate({b: (lambda b=b: steps[b](*next(bs[b]))) for b in sizes}, a.repeats, cpu=cpu)
         for b in sizes:
-            ips[b][spec.arch_id] = b / statistics.median(times[b])
+            ips[b][spec.arch_id] = b / statistics.median(cpu[b])
     base = sizes[0]
     return {"precision": prec, "images_per_s": {b: {x: round(v, 1) for x, v in d.items()} for b, d in ips.items()},
             **{f"batch_{b}_vs_{base}": _verdict({x: 1 / v for x, v in ips[base].items()},

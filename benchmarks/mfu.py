@@ -75,7 +75,8 @@ def bench(net: str, name: str, images, labels, info, args) -> dict:
     for p in args.precisions:
         fns[p] = run(p)
         fns[f"peak_{p}"] = peak(p)
-    times = alternate(fns, args.rounds, warmup=1)
+    cpu: dict[str, list[float]] = {}
+    times = alternate(fns, args.rounds, warmup=1, cpu=cpu)
     out = {"net": net, "objective": name, "batch": args.batch}
     for p in args.precisions:
         flops = count_flops(lambda: steps[p](*batches[-1]))
@@ -83,6 +84,7 @@ def bench(net: str, name: str, images, labels, info, args) -> dict:
         pk = peaks[p][1:]  # the warm-up round's peak is not paired with a timed step
         mfu = [flops / ti / pi for ti, pi in zip(t, pk)]
         out[p] = {"images_per_s": round(args.batch / statistics.median(t), 2),
+                  "images_per_cpu_s": round(args.batch / statistics.median(cpu[p]), 2),
                   "step_s": round(statistics.median(t), 3), "step_s_rounds": [round(v, 3) for v in t],
                   "gflop_per_step": round(flops / 1e9, 2),
                   "achieved_gflop_s": round(flops / statistics.median(t) / 1e9, 1),
@@ -96,6 +98,8 @@ def bench(net: str, name: str, images, labels, info, args) -> dict:
     if "float32" in ps and "bfloat16" in ps:
         ratio = [a / b for a, b in zip(times["float32"], times["bfloat16"])]
         out["bf16_speedup"] = round(statistics.median(ratio), 3)
+        out["bf16_speedup_cpu_time"] = round(statistics.median(
+            [a / b for a, b in zip(cpu["float32"], cpu["bfloat16"])]), 3)
     return out
 
 

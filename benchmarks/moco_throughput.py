@@ -208,7 +208,8 @@ def main() -> None:
                 side()
         return run
 
-    times = alternate({k: steps(v) for k, v in sides.items()}, args.rounds, warmup=1)
+    cpu: dict[str, list[float]] = {}
+    times = alternate({k: steps(v) for k, v in sides.items()}, args.rounds, warmup=1, cpu=cpu)
     ips = {k: args.batch * args.steps / statistics.median(v) for k, v in times.items()}
     ref = max((k for k in ips if k.startswith("lightly_") and not k.endswith("_channels_last")), key=ips.get)
     per_round = [ti_ref / ti for ti, ti_ref in zip(times["ours"], times[ref])]
@@ -224,6 +225,8 @@ def main() -> None:
                       "ratio": round(ips["ours"] / ips[ref], 3),
                       "ratio_per_round": [round(v, 3) for v in per_round],
                       "seconds_per_round": {k: [round(x, 2) for x in v] for k, v in times.items()},
+                      # this process only: lightly's DataLoader workers are not counted
+                      "cpu_seconds_per_round": {k: [round(x, 2) for x in v] for k, v in cpu.items()},
                       **({"time_share": shares} if shares else {}),
                       "loadavg_1m": round(os.getloadavg()[0], 2)}))
 

@@ -5,8 +5,8 @@ seed-to-seed Spearman of float32 alone, on the same population; prints one JSON 
 
 Two runs of ``python -m unnas.rank`` (no supervised reference) on the same population: float32
 with training seeds 0 and 1, bfloat16 with seed 0. For each score, the label-free one (the
-objective's own held-out accuracy, ``objective_acc``) and the kNN probe (``knn_acc``, which reads
-labels), the Spearman rank correlation of
+objective's own held-out score, ``eval.score=pretext``) and the kNN probe (which reads labels),
+the Spearman rank correlation of
 
 * ``fp32_seed0_vs_bf16_seed0``: the same training seed in the two precisions;
 * ``fp32_seed1_vs_bf16_seed0``: another seed and the other precision;
@@ -30,14 +30,18 @@ from pathlib import Path
 from scipy.stats import spearmanr
 
 ROOT = Path(__file__).resolve().parents[1]
-SCORES = ("objective_acc", "knn_acc")
+SCORES = ("score", "knn")  # the label-free score (eval.score=pretext) and the kNN probe (reads labels)
+KNN_KEYS = ("knn_acc", "knn_acc_uses_labels")
 
 
 def scores(store: Path) -> dict[tuple[str, str, int], dict]:
     from unnas.store import Store
 
     with Store(store) as s:
-        return {(r.objective, r.arch_id, r.seed): r.metrics for r in s.rows() if r.status == "done"}
+        rows = {(r.objective, r.arch_id, r.seed): dict(r.metrics) for r in s.rows() if r.status == "done"}
+    for m in rows.values():
+        m["knn"] = next((m[k] for k in KNN_KEYS if k in m), float("nan"))
+    return rows
 
 
 def rho(a: dict, b: dict, metric: str) -> float | None:
@@ -58,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     base = [sys.executable, "-m", "unnas.rank", "--pretext", a.pretext, "--num-archs", str(a.num_archs),
             "--generator", a.generator, "--data", a.data, "--no-supervised", "--quiet", "--device", "cpu",
-            *a.overrides]
+            "eval.score=pretext", *a.overrides]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(a.runs_dir or tmp)
