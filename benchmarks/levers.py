@@ -1,6 +1,7 @@
 """Speed levers measured across a population (not on one network); prints one JSON line.
 
-    python benchmarks/levers.py --lever hugepages [--population digits|cifar] [--num-archs 4]
+    python benchmarks/levers.py --lever precision [--population digits|cifar] [--num-archs 4]
+    python benchmarks/levers.py --lever hugepages
     python benchmarks/levers.py --lever compile   [--job-steps 80]
     python benchmarks/levers.py --lever batch     [--batches 64,128,256]
 
@@ -8,6 +9,7 @@ Every candidate of the population (``randwire-ws``: the default population on ``
 16 px, or the same generator on 32 px CIFAR-10 images) trains ``--steps`` steps of ``--objective``
 exactly as the engine does (``_step.TrainStep``), in ``--precision``:
 
+* ``precision``: float32 against bfloat16 autocast (alternating, median step time per candidate).
 * ``hugepages``: torch's CPU allocator with and without transparent huge pages for large
   tensors (``THP_MEM_ALLOC_ENABLE``, read once per process, so each side runs in its own
   process); sides alternate for ``--repeats`` rounds, median step time per candidate.
@@ -40,7 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _step import TrainStep, alternate, objective_for  # noqa: E402
+from _step import TrainStep, alternate, count_flops, matmul_peak, objective_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,6 +166,37 @@ def lever_compile(a) -> dict:
             **_verdict(eager, comp)}
 
 
+def lever_precision(a) -> dict:
+    """Per candidate: CPU seconds of a step in each precision, its counted FLOPs, and the matmul
+    peak of each dtype measured next to it; population images/s and MFU (total FLOPs over total
+    time over the peak)."""
+    from unnas.precision import DTYPES
+
+    specs, images, labels, info = population(a.population, a.num_archs)
+    sides = ("float32", "bfloat16")
+    per: dict[str, dict[str, float]] = {p: {} for p in sides}
+    flops: dict[str, int] = {}
+    peaks: dict[str, list[float]] = {p: [] for p in sides}
+    for spec in specs:
+        steps = {p: TrainStep(objective_for(a.objective, spec, info), p) for p in sides}
+        bs = {p: iter(_batches(images, labels, a.batch, a.repeats + 2)) for p in sides}
+        cpu: dict = {}
+        fns = {p: (lambda p=p: steps[p](*next(bs[p]))) for p in sides}
+        fns.update({f"peak_{p}": (lambda p=p: peaks[p].append(matmul_peak(DTYPES[p], 1024, clock=time.process_time))) for p in sides})
+        alternate(fns, a.repeats, cpu=cpu)
+        for p in sides:
+            per[p][spec.arch_id] = statistics.median(cpu[p])
+        flops[spec.arch_id] = count_flops(lambda: steps["float32"](*next(bs["float32"])))
+    total = sum(flops.values())
+    summary = {p: {"images_per_cpu_s": round(a.batch * len(specs) / sum(per[p].values()), 1),
+                   "gflop_per_cpu_s": round(total / sum(per[p].values()) / 1e9, 2),
+                   "matmul_peak_gflop_s": round(statistics.median(peaks[p]) / 1e9, 1),
+                   "mfu": round(total / sum(per[p].values()) / statistics.median(peaks[p]), 4)} for p in sides}
+    return {"step_cpu_s": {p: {x: round(v, 4) for x, v in d.items()} for p, d in per.items()},
+            "gflop_per_step": {x: round(v / 1e9, 3) for x, v in flops.items()}, "totals": summary,
+            **_verdict(per["float32"], per["bfloat16"])}
+
+
 def lever_batch(a) -> dict:
     prec = _precision(a)
     specs, images, labels, info = population(a.population, a.num_archs)
@@ -184,7 +217,7 @@ def lever_batch(a) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--lever", choices=["hugepages", "compile", "batch"])
+    p.add_argument("--lever", choices=["precision", "hugepages", "compile", "batch"])
     p.add_argument("--population", choices=["digits", "cifar"], default="digits")
     p.add_argument("--num-archs", type=int, default=4)
     p.add_argument("--objective", default="rotation")
@@ -205,7 +238,8 @@ def main(argv=None) -> int:
         return 0
     if not a.lever:
         p.error("--lever is required")
-    res = {"hugepages": lever_hugepages, "compile": lever_compile, "batch": lever_batch}[a.lever](a)
+    res = {"precision": lever_precision, "hugepages": lever_hugepages, "compile": lever_compile,
+           "batch": lever_batch}[a.lever](a)
     print(json.dumps({"benchmark": "levers", "lever": a.lever, "population": a.population, "num_archs": a.num_archs,
                       "objective": a.objective, "steps": a.steps, "batch": a.batch, "threads": a.threads,
                       "repeats": a.repeats, "torch": torch.__version__, "loadavg_1m": round(os.getloadavg()[0], 2),
