@@ -182,7 +182,8 @@ def lever_precision(a) -> dict:
         bs = {p: iter(_batches(images, labels, a.batch, a.repeats + 2)) for p in sides}
         cpu: dict = {}
         fns = {p: (lambda p=p: steps[p](*next(bs[p]))) for p in sides}
-        fns.update({f"peak_{p}": (lambda p=p: peaks[p].append(matmul_peak(DTYPES[p], 1024, clock=time.process_time))) for p in sides})
+        for p in sides:
+            fns[f"peak_{p}"] = lambda p=p: peaks[p].append(matmul_peak(DTYPES[p], 1024, clock=time.process_time))
         alternate(fns, a.repeats, cpu=cpu)
         for p in sides:
             per[p][spec.arch_id] = statistics.median(cpu[p])
