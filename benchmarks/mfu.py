@@ -31,6 +31,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -68,8 +69,10 @@ def bench(net: str, name: str, images, labels, info, args) -> dict:
     def run(p):
         return lambda: steps[p](*next(it[p]))
 
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+
     def peak(p):
-        return lambda: peaks[p].append(matmul_peak(DTYPES[p], args.matmul_n))
+        return lambda: peaks[p].append(matmul_peak(DTYPES[p], args.matmul_n, clock=clock))
 
     fns = {}
     for p in args.precisions:
@@ -77,6 +80,8 @@ def bench(net: str, name: str, images, labels, info, args) -> dict:
         fns[f"peak_{p}"] = peak(p)
     cpu: dict[str, list[float]] = {}
     times = alternate(fns, args.rounds, warmup=1, cpu=cpu)
+    if args.clock == "cpu":
+        times = cpu
     out = {"net": net, "objective": name, "batch": args.batch}
     for p in args.precisions:
         flops = count_flops(lambda: steps[p](*batches[-1]))
@@ -113,6 +118,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
     p.add_argument("--matmul-n", type=int, default=2048)
     p.add_argument("--profile", action="store_true", help="add the share of step time per kind of op")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="cpu: steps and peaks in CPU seconds (one thread only; on a machine shared with other "
+                        "work, closer to an idle machine's times)")
     args = p.parse_args(argv)
     args.precisions = [s.strip() for s in args.precisions.split(",") if s.strip()]
     bad = [s for s in args.precisions if s not in ("float32", "bfloat16")]
@@ -120,10 +128,13 @@ def main(argv=None) -> int:
         p.error(f"--precisions: {bad[0]!r}; allowed: float32, bfloat16")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and torch.get_num_threads() != 1:
+        p.error("--clock cpu needs --threads 1 (CPU seconds of several threads are not a duration)")
     images, labels, info, source = images_and_info(max(4096, 2 * args.batch))
     results = [bench(net.strip(), name.strip(), images, labels, info, args)
                for net in args.nets.split(",") for name in args.objectives.split(",")]
     print(json.dumps({"benchmark": "mfu", "images": source, "image_size": 32, "threads": torch.get_num_threads(),
+                      "clock": args.clock,
                       "rounds": args.rounds, "matmul_n": args.matmul_n, "torch": torch.__version__,
                       "cpu": platform.processor() or platform.machine(),
                       "loadavg_1m": round(os.getloadavg()[0], 2), "results": results}))
