@@ -162,21 +162,33 @@ def test_moco_embeddings_and_logits_stay_float32_under_autocast():
 
 
 # ------------------------------------------------------------------ layers kept in float32
-def test_strided_or_dilated_grouped_convolutions_run_float32_under_cpu_autocast():
+def test_grouped_convolutions_bfloat16_is_slow_for_run_float32_under_cpu_autocast():
     dw2 = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8)
     dil = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8)
-    dw1, dense2 = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 8, 3, stride=2, padding=1)
-    assert [slow_in_bf16(m) for m in (dw2, dil, dw1, dense2)] == [True, True, False, False]
-    model = nn.Sequential(dense2, dw2, dw1)
-    x = torch.randn(2, 8, 16, 16)
+    dw5 = nn.Conv2d(8, 8, 5, padding=2, groups=8)
+    g2 = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=2)
+    dw3, dense2 = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 8, 3, stride=2, padding=1)
+    big, tiny = torch.zeros(1, 8, 8, 8), torch.zeros(1, 8, 4, 4)
+    assert [slow_in_bf16(m, big) for m in (dw2, dil, dw5, g2, dw3, dense2)] == [True] * 4 + [False] * 2
+    assert slow_in_bf16(dw3, tiny) and not slow_in_bf16(dense2, tiny)  # 3x3 depthwise on 4x4 inputs: slow
+    assert not slow_in_bf16(nn.Linear(8, 8), big)
+    model = nn.Sequential(dense2, dw2, dw3, dw5)
+    x = torch.randn(2, 8, 32, 32)
     with autocast(model, CPU, "bfloat16"):
-        a = dense2(x)
-        b = dw2(a)
-        c = dw1(b)
-    assert (a.dtype, b.dtype, c.dtype) == (torch.bfloat16, torch.float32, torch.bfloat16)
+        a = dense2(x)  # 16 px
+        b = dw2(a)  # stride 2: float32
+        c = dw3(b)  # 3x3, 8 px: bfloat16
+        d = dw3(torch.randn(2, 8, 4, 4))  # the same layer on 4 px: float32
+        e = dw5(c)  # 5x5: float32
+    assert [t.dtype for t in (a, b, c, d, e)] == [torch.bfloat16, torch.float32, torch.bfloat16, torch.float32,
+                                                   torch.float32]
     assert "forward" not in dw2.__dict__  # restored after the block
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert dw2(a).dtype == torch.bfloat16
+    x.requires_grad_(True)
+    with autocast(model, CPU, "bfloat16"):
+        model(x).float().sum().backward()  # backward follows what forward ran
+    assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
 # ------------------------------------------------------------------ determinism and resume

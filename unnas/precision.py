@@ -57,18 +57,33 @@ def resolve_precision(cfg, device: str | torch.device = "cpu") -> str:
     return "bfloat16" if dev.type == "cpu" and cpu_bf16_fast() else "float32"
 
 
-def slow_in_bf16(module: nn.Module) -> bool:
-    """Layers oneDNN computes far slower in bfloat16 than in float32 on a CPU: grouped (incl.
-    depthwise) convolutions with a stride or a dilation (their bfloat16 backward is 5-50x slower
-    than float32's, ``benchmarks/mfu.py --probe-layers``); they run in float32 under CPU autocast."""
-    return (isinstance(module, nn.Conv2d) and module.groups > 1
-            and (max(module.stride) > 1 or max(module.dilation) > 1))
+def slow_in_bf16(module: nn.Module, x: torch.Tensor | None = None) -> bool:
+    """Layers oneDNN computes slower in bfloat16 than in float32 on a CPU (measured per shape,
+    ``benchmarks/bf16_layers.py``): grouped (incl. depthwise) convolutions, except 3x3 ones with
+    stride 1 and no dilation on inputs larger than 4 pixels a side (their bfloat16 kernels are
+    3-4x faster). For the others the bfloat16 forward + backward is 2-50x slower (a depthwise 5x5
+    over 16x16 inputs 2.7x, a depthwise 3x3 with stride 2 about 20x). Dense convolutions and
+    matrix products are never slower; ``x`` is the layer's input (None: the shape-free part of
+    the rule)."""
+    if not isinstance(module, nn.Conv2d) or module.groups == 1:
+        return False
+    if module.kernel_size != (3, 3) or max(module.stride) > 1 or max(module.dilation) > 1:
+        return True
+    return x is not None and min(x.shape[-2:]) <= 4
 
 
-def _float32_forward(module: nn.Module):
+def _grouped(module: nn.Module) -> bool:
+    return isinstance(module, nn.Conv2d) and module.groups > 1
+
+
+def _float32_where_slow(module: nn.Module):
+    plain = type(module).forward
+
     def forward(x: torch.Tensor) -> torch.Tensor:
+        if not slow_in_bf16(module, x):
+            return plain(module, x)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return type(module).forward(module, x.float())
+            return plain(module, x.float())
 
     return forward
 
@@ -85,16 +100,17 @@ def with_precision(cfg):
 @contextlib.contextmanager
 def autocast(model: nn.Module | None, device: torch.device, precision: str) -> Iterator[None]:
     """The context of one training forward pass of ``model`` in ``precision``: autocast (nothing
-    for ``float32``) and, in bfloat16 on a CPU, the layers :func:`slow_in_bf16` in float32 (their
-    ``forward`` is replaced for the duration of the block; backward follows what forward ran)."""
+    for ``float32``) and, in bfloat16 on a CPU, the calls :func:`slow_in_bf16` picks in float32
+    (the grouped convolutions' ``forward`` is replaced for the duration of the block and decides
+    per input shape; backward follows what forward ran)."""
     if precision == "float32":
         yield
         return
-    slow = [m for m in model.modules() if slow_in_bf16(m)] if (
+    slow = [m for m in model.modules() if _grouped(m)] if (
         model is not None and device.type == "cpu" and precision == "bfloat16") else []
     try:
         for m in slow:
-            m.forward = _float32_forward(m)
+            m.forward = _float32_where_slow(m)
         with torch.autocast(device_type=device.type, dtype=DTYPES[precision]):
             yield
     finally:
