@@ -167,10 +167,11 @@ def test_grouped_convolutions_bfloat16_is_slow_for_run_float32_under_cpu_autocas
     dil = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8)
     dw5 = nn.Conv2d(8, 8, 5, padding=2, groups=8)
     g2 = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=2)
+    g5 = nn.Conv2d(8, 8, 5, padding=2, groups=2)  # grouped, not depthwise, stride 1: bfloat16 is fine
     dw3, dense2 = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 8, 3, stride=2, padding=1)
     big, tiny = torch.zeros(1, 8, 8, 8), torch.zeros(1, 8, 4, 4)
-    assert [slow_in_bf16(m, big) for m in (dw2, dil, dw5, g2, dw3, dense2)] == [True] * 4 + [False] * 2
-    assert slow_in_bf16(dw3, tiny) and not slow_in_bf16(dense2, tiny)  # 3x3 depthwise on 4x4 inputs: slow
+    assert [slow_in_bf16(m, big) for m in (dw2, dil, dw5, g2, g5, dw3, dense2)] == [True] * 4 + [False] * 3
+    assert slow_in_bf16(dw3, tiny) and slow_in_bf16(g5, tiny) and not slow_in_bf16(dense2, tiny)  # 4 px: slow
     assert not slow_in_bf16(nn.Linear(8, 8), big)
     model = nn.Sequential(dense2, dw2, dw3, dw5)
     x = torch.randn(2, 8, 32, 32)

@@ -58,18 +58,21 @@ def resolve_precision(cfg, device: str | torch.device = "cpu") -> str:
 
 
 def slow_in_bf16(module: nn.Module, x: torch.Tensor | None = None) -> bool:
-    """Layers oneDNN computes slower in bfloat16 than in float32 on a CPU (measured per shape,
-    ``benchmarks/bf16_layers.py``): grouped (incl. depthwise) convolutions, except 3x3 ones with
-    stride 1 and no dilation on inputs larger than 4 pixels a side (their bfloat16 kernels are
-    3-4x faster). For the others the bfloat16 forward + backward is 2-50x slower (a depthwise 5x5
-    over 16x16 inputs 2.7x, a depthwise 3x3 with stride 2 about 20x). Dense convolutions and
-    matrix products are never slower; ``x`` is the layer's input (None: the shape-free part of
-    the rule)."""
+    """Layers oneDNN computes slower in bfloat16 than in float32 on a CPU, measured per shape
+    (``benchmarks/bf16_layers.py``; dense convolutions and matrix products are never slower):
+
+    * depthwise convolutions, except 3x3 ones with stride 1 and no dilation on inputs larger
+      than 4 pixels a side: a depthwise 3x3 with stride 2 is 7-14x slower in bfloat16, a 5x5
+      1.8-3x;
+    * other grouped convolutions with a stride, or on inputs of at most 4 pixels a side.
+
+    ``x`` is the layer's input (None: the part of the rule that does not depend on its shape)."""
     if not isinstance(module, nn.Conv2d) or module.groups == 1:
         return False
-    if module.kernel_size != (3, 3) or max(module.stride) > 1 or max(module.dilation) > 1:
-        return True
-    return x is not None and min(x.shape[-2:]) <= 4
+    small = x is not None and min(x.shape[-2:]) <= 4
+    if module.groups == module.in_channels:
+        return module.kernel_size != (3, 3) or max(module.stride) > 1 or max(module.dilation) > 1 or small
+    return max(module.stride) > 1 or small
 
 
 def _grouped(module: nn.Module) -> bool:
