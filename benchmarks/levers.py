@@ -167,32 +167,31 @@ def lever_compile(a) -> dict:
 
 
 def lever_precision(a) -> dict:
-    """Per candidate: CPU seconds of a step in each precision, its counted FLOPs, and the matmul
-    peak of each dtype measured next to it; population images/s and MFU (total FLOPs over total
-    time over the peak)."""
+    """Per candidate: CPU seconds of a step in each precision and its counted FLOPs; the matmul
+    peak of each dtype (``_step.matmul_peak``, CPU seconds) before and after; population images/s
+    and MFU (total FLOPs over total time over the peak)."""
     from unnas.precision import DTYPES
 
     specs, images, labels, info = population(a.population, a.num_archs)
     sides = ("float32", "bfloat16")
+    peaks = {p: [matmul_peak(DTYPES[p], clock=time.process_time)] for p in sides}
     per: dict[str, dict[str, float]] = {p: {} for p in sides}
     flops: dict[str, int] = {}
-    peaks: dict[str, list[float]] = {p: [] for p in sides}
     for spec in specs:
         steps = {p: TrainStep(objective_for(a.objective, spec, info), p) for p in sides}
         bs = {p: iter(_batches(images, labels, a.batch, a.repeats + 2)) for p in sides}
         cpu: dict = {}
-        fns = {p: (lambda p=p: steps[p](*next(bs[p]))) for p in sides}
-        for p in sides:
-            fns[f"peak_{p}"] = lambda p=p: peaks[p].append(matmul_peak(DTYPES[p], 1024, clock=time.process_time))
-        alternate(fns, a.repeats, cpu=cpu)
+        alternate({p: (lambda p=p: steps[p](*next(bs[p]))) for p in sides}, a.repeats, cpu=cpu)
         for p in sides:
             per[p][spec.arch_id] = statistics.median(cpu[p])
         flops[spec.arch_id] = count_flops(lambda: steps["float32"](*next(bs["float32"])))
+    for p in sides:
+        peaks[p].append(matmul_peak(DTYPES[p], clock=time.process_time))
     total = sum(flops.values())
     summary = {p: {"images_per_cpu_s": round(a.batch * len(specs) / sum(per[p].values()), 1),
                    "gflop_per_cpu_s": round(total / sum(per[p].values()) / 1e9, 2),
-                   "matmul_peak_gflop_s": round(statistics.median(peaks[p]) / 1e9, 1),
-                   "mfu": round(total / sum(per[p].values()) / statistics.median(peaks[p]), 4)} for p in sides}
+                   "matmul_peak_gflop_s": round(max(peaks[p]) / 1e9, 1),
+                   "mfu": round(total / sum(per[p].values()) / max(peaks[p]), 4)} for p in sides}
     return {"step_cpu_s": {p: {x: round(v, 4) for x, v in d.items()} for p, d in per.items()},
             "gflop_per_step": {x: round(v / 1e9, 3) for x, v in flops.items()}, "totals": summary,
             **_verdict(per["float32"], per["bfloat16"])}

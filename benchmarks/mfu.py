@@ -9,8 +9,9 @@ channels-last, autocast of :mod:`unnas.precision`, SGD), per precision.
   (forward and backward: every convolution and matrix product the step runs, MoCo's key
   encoder and logits included; grouped convolutions' backward with ``_step.count_flops``'s
   formula, since torch's ignores the groups);
-* peak: an ``N x N`` matrix product (``--matmul-n``) in the same dtype with the same threads,
-  measured in every round next to the steps;
+* peak: the best FLOP/s of matrix products in the same dtype with the same threads (squares of
+  2048 and 4096, and the im2col shapes of 3x3 convolutions, ``_step.PEAK_SHAPES``), measured in
+  every round next to the steps;
 * MFU = FLOPs / step time / peak of the same round, median over ``--rounds`` rounds that
   alternate the precisions (and the peaks), after one warm-up step each.
 
@@ -41,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _step import (  # noqa: E402
     NETS,
     OBJECTIVES,
+    PEAK_SHAPES,
     TrainStep,
     alternate,
     count_flops,
@@ -70,9 +72,10 @@ def bench(net: str, name: str, images, labels, info, args) -> dict:
         return lambda: steps[p](*next(it[p]))
 
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    shapes = ((args.matmul_n,) * 3,) if args.matmul_n else PEAK_SHAPES
 
     def peak(p):
-        return lambda: peaks[p].append(matmul_peak(DTYPES[p], args.matmul_n, clock=clock))
+        return lambda: peaks[p].append(matmul_peak(DTYPES[p], shapes, clock=clock))
 
     fns = {}
     for p in args.precisions:
@@ -116,7 +119,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=256, help="source images per step")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
-    p.add_argument("--matmul-n", type=int, default=2048)
+    p.add_argument("--matmul-n", type=int, default=0, help="peak of N x N products only (0 = _step.PEAK_SHAPES)")
     p.add_argument("--profile", action="store_true", help="add the share of step time per kind of op")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="cpu: steps and peaks in CPU seconds (one thread only; on a machine shared with other "
