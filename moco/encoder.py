@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unnas.precision import full_precision
+
 
 def projection_head(in_dim: int, out_dim: int, hidden: int = 0) -> nn.Module:
     """MoCo v1: ``Linear(in_dim, out_dim)``. MoCo v2 (``hidden > 0``): ``Linear-ReLU-Linear``."""
@@ -25,8 +27,12 @@ def projection_head(in_dim: int, out_dim: int, hidden: int = 0) -> nn.Module:
 
 
 def embed(backbone: nn.Module, head: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """L2-normalized embedding ``head(pooled backbone features)``."""
-    return F.normalize(head(backbone.pooled(x)), dim=1)
+    """L2-normalized embedding ``head(pooled backbone features)``. The backbone follows the
+    ambient autocast; the projection head and the normalization always run in float32, so the
+    contrastive logits are not computed from 8-bit-mantissa embeddings."""
+    feats = backbone.pooled(x)
+    with full_precision(feats):
+        return F.normalize(head(feats.float()), dim=1)
 
 
 def momentum_copy(module: nn.Module) -> nn.Module:

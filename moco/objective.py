@@ -9,9 +9,9 @@ own test accuracy) the same step runs on held-out images with BN on batch statis
 training, and changes nothing: no enqueue, BN running statistics restored, no collective call.
 The label-free ranking score (:meth:`Moco.heldout_score`) is the top-1 retrieval of every held-out
 image's second augmented view among the first views of all held-out images, on the query
-backbone's frozen pooled features; the kNN accuracy of those features is a probe that reads labels. The queue starts empty (only real keys are negatives),
-so the very first step has no negatives and a zero loss. The symmetric loss is the sum of both
-directions, as in the authors' CIFAR demo.
+backbone's frozen pooled features; the kNN accuracy of those features is a probe that reads labels.
+The queue starts empty (only real keys are negatives), so the very first step has no negatives
+and a zero loss. The symmetric loss is the sum of both directions, as in the authors' CIFAR demo.
 
 Presets (``moco.version``) fill every option left unset (``null``); explicit values win:
 
@@ -60,6 +60,7 @@ from moco.splitbn import encode_split, shuffled_forward
 from unnas.data.augment import channel_shape
 from unnas.errors import UserError
 from unnas.objectives.base import Objective
+from unnas.precision import full_precision
 from unnas.registry import OBJECTIVES
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -248,7 +249,8 @@ class Moco(Objective):
 
     # -------------------------------------------------------------- objective contract
     def train_input(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        return self._normalize_unit(augment_view(images, self.hp.views, generator))
+        with full_precision(images):
+            return self._normalize_unit(augment_view(images, self.hp.views, generator))
 
     def _normalize_unit(self, x: torch.Tensor) -> torch.Tensor:
         m = torch.as_tensor(self.info.mean, dtype=x.dtype, device=x.device).view(channel_shape(x))
@@ -279,8 +281,9 @@ class Moco(Objective):
 
     def _step(self, images: torch.Tensor, generator: torch.Generator | None, update: bool) -> dict[str, torch.Tensor]:
         b = images.shape[0]
-        v1, v2 = self.views(images, generator)
-        v1, v2 = self._normalize_unit(v1), self._normalize_unit(v2)
+        with full_precision(images):  # the views (blur is a convolution) are data: float32 under autocast too
+            v1, v2 = self.views(images, generator)
+            v1, v2 = self._normalize_unit(v1), self._normalize_unit(v2)
         if update:
             self._ensure_queue(b, images.device)
             groups = split_groups(self.hp.bn_splits, b)

@@ -11,6 +11,8 @@ each pixel's quantized ab colour.
 * Head: a 1x1 convolution on the backbone's feature map (``forward_features``), bilinear
   upsampling of the logits to the input size, per-pixel cross-entropy. The reported accuracy is
   the per-pixel bin accuracy over ``n = B * H * W`` pixels.
+* Precision: the Lab conversion and the bin lookup always run in float32 (under a bfloat16
+  autocast too: its matrix product would otherwise round the colours to 8 significant bits).
 * Training augmentation: a random horizontal flip (applied to the image before the conversion,
   so input and target stay aligned), as UnNAS does on CIFAR.
 
@@ -30,6 +32,7 @@ from pretext.color import GAMUTS, ab_gamut, quantize_ab, uint8_to_lab
 from unnas.data.augment import random_flip
 from unnas.errors import UserError
 from unnas.objectives.base import DataInfo, Objective
+from unnas.precision import full_precision
 from unnas.registry import OBJECTIVES
 
 
@@ -77,13 +80,15 @@ class Colorization(Objective):
         """uint8 RGB ``(B, 3, H, W)`` -> normalized L ``(B, 1, H, W)`` and bin targets ``(B, H, W)``."""
         if self.training and self.options.flip:
             images = random_flip(images, generator)
-        lab = uint8_to_lab(images)
-        target = quantize_ab(lab[:, 1:], self.lut, self._lo, self._hi, self.centers)
+        with full_precision(images):  # Lab maths and the bin lookup in float32 under autocast too
+            lab = uint8_to_lab(images)
+            target = quantize_ab(lab[:, 1:], self.lut, self._lo, self._hi, self.centers)
         return (lab[:, :1] / 100.0 - self.l_mean) / self.l_std, target
 
     def eval_input(self, images):
         """Normalized L of the unaugmented images ``(B, 1, H, W)``."""
-        return (uint8_to_lab(images)[:, :1] / 100.0 - self.l_mean) / self.l_std
+        with full_precision(images):
+            return (uint8_to_lab(images)[:, :1] / 100.0 - self.l_mean) / self.l_std
 
     def train_input(self, images, generator):
         return self.prepare(images, generator)[0]

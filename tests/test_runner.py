@@ -31,8 +31,8 @@ def cfg_with(*overrides: str):
 
 
 @pytest.mark.parametrize("overrides, cores, want", [
-    ([], 2, (1, 1)),  # local, deterministic: one thread per job
-    (["train.deterministic=false"], 8, (1, 0)),  # local, free: torch's default
+    (["run.executor=local"], 2, (1, 1)),  # local, deterministic: one thread per job
+    (["run.executor=local", "train.deterministic=false"], 8, (1, 0)),  # local, free: torch's default
     (["run.executor=pool"], 2, (2, 1)),  # pool: cores // 1
     (["run.executor=pool", "run.threads_per_worker=2"], 8, (4, 2)),
     (["run.executor=pool", "run.threads_per_worker=3"], 8, (2, 3)),

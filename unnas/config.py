@@ -65,7 +65,8 @@ class TrainConfig:
     precise_bn: int = 512  # samples used to recompute BN statistics after training (0 = off)
     grad_clip: float = 0.0  # max gradient norm (0 = off)
     channels_last: bool = True
-    amp: bool = True  # autocast on CUDA only
+    amp: bool = True  # mixed precision where the device runs it fast; false = float32
+    precision: str = "auto"  # auto | float32 | bfloat16 | float16 (unnas.precision)
     deterministic: bool = True
     threads: int = 0  # torch intra-op threads (0 = leave torch's default)
     time_limit: float = 0.0  # seconds per job (0 = none)
@@ -98,7 +99,7 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     wandb: str = "disabled"  # disabled | offline | online
     wandb_project: str = "unnas"
-    executor: str = "local"
+    executor: str = "auto"  # auto (every core: pool or local) | local | pool | ray
     workers: int = 0
     threads_per_worker: int = 0
 

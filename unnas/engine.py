@@ -7,6 +7,9 @@ At the end of every epoch the full state (objective with its heads and buffers, 
 scheduler, the AMP gradient scaler, the generator, CPU and CUDA RNG states of every process,
 history, config) is written atomically, so a resumed run ends bit-identical to an uninterrupted
 one in deterministic mode, on CPU; on CUDA, as far as every op it runs has a deterministic kernel.
+The forward pass runs under the autocast of ``cfg.precision`` (:mod:`unnas.precision`: bfloat16
+on a CPU with bfloat16 arithmetic, float16 with a gradient scaler on CUDA); weights, optimizer
+state and BN statistics stay float32.
 
 Data-parallel training runs the same loop through a :class:`~unnas.replicas.Replicas` hook
 (``replicas=``; :mod:`unnas.distributed`).
@@ -26,6 +29,7 @@ from torch import nn
 
 from unnas.data.core import Split
 from unnas.errors import DivergedError, UserError
+from unnas.precision import autocast, resolve_precision
 from unnas.replicas import Replicas
 
 Sampler = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
@@ -42,6 +46,7 @@ class TrainResult:
     steps: int = 0
     resumed_from_epoch: int = 0
     seconds: float = 0.0
+    precision: str = "float32"  # autocast dtype of the forward passes (unnas.precision)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -257,9 +262,9 @@ def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str
     opt, sched = make_optimizer(params, cfg, total, spe)
     gen = torch.Generator().manual_seed(int(seed))
     aug = rep.augmentation_generator(gen, int(seed))
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
-    result = TrainResult()
+    precision = resolve_precision(cfg, device)
+    scaler = torch.amp.GradScaler("cuda") if precision == "float16" else None
+    result = TrainResult(precision=precision)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
     start_epoch, step = 0, 0
     if ckpt_dir is not None and ckpt_dir.is_dir():
@@ -285,7 +290,7 @@ def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str
             b = order[i * per:(i + 1) * per]
             images = split.images[b].to(device, non_blocking=True)
             labels = labels_all[b].to(device) if uses_labels else None
-            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
+            with autocast(objective, device, precision):
                 out = model(images, labels, aug)
             loss = out["loss"]
             if rep.any(not torch.isfinite(loss.detach())):

@@ -61,12 +61,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config file (sections data, model, train, eval, run, <objective>)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--wandb", choices=["disabled", "offline", "online"], help="Weights & Biases logging")
-    p.add_argument("--executor", help="local (one job at a time in this process, the default) | pool "
-                                      "(worker processes on this machine) | ray (Ray tasks; needs unnas[ray])")
-    p.add_argument("--workers", type=int, help="parallel jobs for pool / ray (default: cores // threads per job)")
+    p.add_argument("--executor", help="auto (the default: every core, worker processes x threads chosen from the "
+                                      "core count and the jobs) | local (one job at a time in this process) | "
+                                      "pool (worker processes on this machine) | ray (Ray tasks; needs unnas[ray])")
+    p.add_argument("--workers", type=int, help="parallel jobs for auto / pool / ray (default: cores // threads per job)")
     p.add_argument("--threads-per-worker", type=int,
-                   help="intra-op threads of every job on every executor (default 1 in deterministic mode: "
-                        "CPU results depend on it, so keep it fixed to compare executors)")
+                   help="intra-op threads of every job on every executor (default: auto spreads the cores over "
+                        "the jobs, the other executors use 1 in deterministic mode; CPU results depend on it, "
+                        "so keep it fixed to compare executors)")
     p.add_argument("--ray-address", default="",
                    help="Ray cluster: auto | HOST:PORT | ray://HOST:PORT (default: start a local Ray instance)")
     p.add_argument("--retry-failed", action="store_true",

@@ -30,6 +30,7 @@ from unnas.engine import resolve_device
 from unnas.errors import UserError
 from unnas.lock import RunLock
 from unnas.objectives.base import DataInfo, objective_class
+from unnas.precision import with_precision
 from unnas.registry import DATASETS, GENERATORS
 from unnas.runner import (
     EXECUTION_TRAIN_FIELDS,
@@ -238,6 +239,7 @@ def run_ranking(cfg: Config, quiet: bool = False, *, retry_failed: bool = False,
     import_plugins(plugins)
     validate(cfg)
     check_scores(cfg)
+    cfg = with_precision(cfg)  # "auto" -> what this machine runs: stored, hashed, the same on every executor
     cfg, rungs = resolve_budget(cfg)
     ray_address = check_ray_address(ray_address)
     from unnas.population import sample_population
@@ -281,7 +283,8 @@ def _run_locked(cfg, run_dir, data, specs, objectives, rungs, console, quiet, re
     from unnas.summary import print_ranking, round_line
 
     proxies = proxies_of(cfg)
-    with Session(cfg, run_dir, data, console, quiet, retry_failed, join, ray_address, plugins) as ses:
+    planned = len(specs) * cfg.run.seeds * max(1, len(objectives) + len(proxies))  # not what is left: resume keeps the layout
+    with Session(cfg, run_dir, data, console, quiet, retry_failed, join, ray_address, plugins, jobs=planned) as ses:
         ses.start(candidates=len(specs), rungs=rungs)
         console.print(f"[bold]unnas.rank[/] {run_dir}  data={data.name} ({len(data.train)} train / "
                       f"{len(data.test)} test)  generator={cfg.model.generator}  "

@@ -29,6 +29,7 @@ import collections
 import ctypes
 import hashlib
 import importlib
+import importlib.machinery
 import json
 import os
 import shutil
@@ -51,6 +52,7 @@ from unnas.engine import JobTimeout, resolve_device, save_atomic, train
 from unnas.errors import DivergedError, UserError
 from unnas.jobs import check_names_unique, job_kind, proxy_metrics, training_metrics
 from unnas.objectives.base import DataInfo, build_objective, objective_class
+from unnas.precision import resolve_precision
 from unnas.spec import ArchSpec, build
 from unnas.store import JobRow, Store
 
@@ -91,7 +93,8 @@ def config_key(cfg: Config, objective: str) -> str:
         parts = {"data": d["data"], "proxy": d["proxy"], "objective": d.get(objective, {}),
                  "loss": d.get(cfg.proxy.loss, {})}
     else:
-        train = {k: v for k, v in d["train"].items() if k not in EXECUTION_TRAIN_FIELDS}
+        train = {k: v for k, v in d["train"].items() if k not in EXECUTION_TRAIN_FIELDS and k != "amp"}
+        train["precision"] = resolve_precision(cfg.train, resolve_device(cfg.run.device))  # what "auto" means here
         ev = {k: v for k, v in d["eval"].items() if k != "score"}
         parts = {"data": d["data"], "train": train, "eval": ev, "objective": d.get(objective, {})}
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
@@ -161,7 +164,7 @@ def plan_jobs(cfg: Config, specs: list[ArchSpec], objectives: list[str] | None =
     return jobs
 
 
-EXECUTORS = ("local", "pool", "ray")
+EXECUTORS = ("auto", "local", "pool", "ray")
 # Metrics that describe how a job ran rather than what it found (they may differ between an
 # interrupted-and-resumed job and an uninterrupted one).
 EXECUTION_METRICS = ("resumed_from_epoch",)
@@ -183,22 +186,63 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_parallelism(cfg: Config, cores: int | None = None) -> tuple[int, int]:
+def resolve_parallelism(cfg: Config, cores: int | None = None, jobs: int | None = None) -> tuple[int, int]:
     """``(workers, threads)`` for ``cfg.run.executor``.
 
-    ``threads`` (intra-op threads of every job) = ``run.threads_per_worker``, else
-    ``train.threads``, else 1 in deterministic mode (the default; it keeps results identical
-    across executors), else 1 per pool/Ray worker and torch's default (0) for ``local``.
-    ``workers`` = ``run.workers``, else ``cores // threads`` (1 for ``local``).
+    ``auto`` (the default) uses every core: ``workers x threads`` = the core count, one worker
+    per job while there are more jobs than cores (``jobs``; None = many), the spare cores as
+    threads of fewer workers otherwise (``run.workers`` / ``run.threads_per_worker`` /
+    ``train.threads`` fix either); on CUDA one worker. :func:`resolve_executor` runs a single
+    worker in this process. For ``local``/``pool``/``ray``: ``threads`` (intra-op threads of
+    every job) = ``run.threads_per_worker``, else ``train.threads``, else 1 in deterministic mode
+    (it keeps results identical across executors), else 1 per pool/Ray worker and torch's default
+    (0) for ``local``; ``workers`` = ``run.workers``, else ``cores // threads`` (1 for ``local``).
     """
     cores = cores or available_cores()
     run = cfg.run
-    threads = run.threads_per_worker or cfg.train.threads
+    fixed = run.threads_per_worker or cfg.train.threads
+    if run.executor == "auto":
+        if run.device.startswith("cuda"):
+            return 1, fixed or 1
+        slots = run.workers or max(1, min(jobs if jobs else cores, cores // max(fixed, 1)))
+        return slots, fixed or max(1, cores // slots)
+    threads = fixed
     if not threads:
         threads = 1 if (cfg.train.deterministic or run.executor != "local") else 0
     if run.executor == "local":
         return 1, threads
     return (run.workers or max(1, cores // max(threads, 1))), threads
+
+
+def resolve_executor(cfg: Config, workers: int) -> str:
+    """The executor of a run: ``run.executor``; ``auto`` is ``pool`` for several workers, else ``local``."""
+    if cfg.run.executor == "auto":
+        return "pool" if workers > 1 else "local"
+    return cfg.run.executor
+
+
+def worker_modules(cfg: Config) -> tuple[str, ...]:
+    """Modules outside unnas's own packages that define this run's objectives or generator (a
+    worker process imports them first, as it does ``--plugins``); ``__main__`` among them means
+    a component no other process can import."""
+    from unnas.registry import GENERATORS
+
+    classes = [objective_class(o) for o in objectives_of(cfg)] + [GENERATORS.get(cfg.model.generator)]
+    mods = {getattr(c, "__module__", "") or "" for c in classes}
+    return tuple(sorted(m for m in mods if m and m.split(".")[0] not in ("unnas", "pretext", "moco", "eval")))
+
+
+def run_layout(cfg: Config, jobs: int, plugins: Iterable[str] = (), cores: int | None = None
+               ) -> tuple[str, int, int, tuple[str, ...]]:
+    """``(executor, workers, threads, plugins)`` of a run with ``jobs`` jobs to run: the modules
+    of its own components join ``plugins``; ``auto`` stays in this process when a worker could
+    not import one of them (``__main__``, or a package not on ``sys.path``)."""
+    extra = worker_modules(cfg)
+    found = [m for m in extra if importlib.machinery.PathFinder.find_spec(m.split(".")[0]) is not None]
+    here = cfg.run.executor == "auto" and len(found) < len(extra)
+    workers, threads = resolve_parallelism(cfg, cores, jobs=1 if here else jobs)
+    plugins = tuple(dict.fromkeys([*plugins, *found]))
+    return resolve_executor(cfg, workers), workers, threads, plugins
 
 
 # ------------------------------------------------------------------ one job

@@ -94,6 +94,7 @@ def _supervised(cfg: Config) -> bool:
 def run_search(cfg: Config, quiet: bool = False, *, retry_failed: bool = False, join: bool = False,
                ray_address: str = "", plugins: tuple[str, ...] = ()) -> int:
     """Run (or resume) a strategy search; returns the exit status (0, or 130 when interrupted)."""
+    from unnas.precision import with_precision
     from unnas.ranking import check_scores, prepare_run_dir, validate
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -106,6 +107,7 @@ def run_search(cfg: Config, quiet: bool = False, *, retry_failed: bool = False, 
     if not oracle:
         validate(cfg)
         check_scores(cfg)
+        cfg = with_precision(cfg)
     check_search(cfg)
     ray_address = check_ray_address(ray_address)
     space = SearchSpace(cfg.model.generator, dict(cfg.model.params))

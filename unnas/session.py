@@ -22,11 +22,12 @@ from unnas.runner import (
     RETRY_STATUSES,
     Hooks,
     JobContext,
+    available_cores,
     data_key,
     discard_checkpoints,
     job_config,
     make_executor,
-    resolve_parallelism,
+    run_layout,
 )
 from unnas.store import Store
 from unnas.tracking import Tracker
@@ -49,6 +50,7 @@ class Session:
     join: bool = False
     ray_address: str = ""
     plugins: tuple[str, ...] = ()
+    jobs: int | None = None  # how many jobs the run expects (None: many): the auto layout's hint
     t0: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
@@ -56,27 +58,28 @@ class Session:
         write_atomic(self.run_dir / "config.yaml", config_mod.to_yaml(cfg))
         self.cfg_dict = config_mod.to_dict(cfg)
         self.store = Store(self.run_dir / "store.sqlite")
-        self.workers, self.threads = resolve_parallelism(cfg)
+        self.executor_name, self.workers, self.threads, self.plugins = run_layout(cfg, self.jobs, self.plugins)
         self.tracker = Tracker(self.run_dir, cfg.run.wandb, cfg.run.wandb_project, self.cfg_dict, self.run_dir.name)
         self.ctx = JobContext(job_config(cfg, self.threads), str(self.run_dir), cfg.run.device, self.threads,
                               self.plugins)
         gpus = 1.0 if cfg.run.device.startswith("cuda") else 0.0
-        ex = cfg.run.executor
+        ex = self.executor_name
         self.executor = make_executor(ex, workers=self.workers, threads=self.threads, ray_address=self.ray_address,
                                       gpus=gpus, data=self.data if ex != "local" else None, key=data_key(cfg))
         self.claims = Claims(self.run_dir) if self.join else None
         self.rerun = set(RETRY_STATUSES) if self.retry_failed else set()
 
     def start(self, **fields) -> None:
-        self.tracker.log("run_start", data=self.data.summary(), argv=sys.argv, executor=self.cfg.run.executor,
-                         workers=self.workers, threads=self.threads, pid=os.getpid(), join=self.join,
-                         retry_failed=self.retry_failed, **fields)
+        self.tracker.log("run_start", data=self.data.summary(), argv=sys.argv, executor=self.executor_name,
+                         workers=self.workers, threads=self.threads, precision=self.cfg.train.precision,
+                         pid=os.getpid(), join=self.join, retry_failed=self.retry_failed, **fields)
 
     @property
     def layout(self) -> str:
-        ex = self.cfg.run.executor
-        par = "" if ex == "local" else f" x {self.workers} workers"
-        return f"[executor {ex}{par}, {self.threads or 'default'} thread(s) per job]"
+        ex = self.executor_name
+        par = ("" if ex == "local" else f" x {self.workers} workers") + (
+            f" (auto, {available_cores()} cores)" if self.cfg.run.executor == "auto" else "")
+        return f"\\[executor {ex}{par}, {self.threads or 'default'} thread(s) per job, {self.cfg.train.precision}]"
 
     def close(self) -> None:
         if self.claims is not None:
