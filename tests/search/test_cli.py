@@ -67,3 +67,17 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, extra, field):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error:") and field in err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_dmasking_on_cifar10_and_rank_trains_the_result(tmp_path, cifar10_root):
+    data = ["--data", "imagefolder", "--data-root", str(cifar10_root), "data.subset_per_class=20", "--quiet"]
+    assert main(["--method", "dmasking", "--generator", "fbnet-macro", "--runs-dir", str(tmp_path), "--name", "c",
+                 "--epochs", "1", "--batch-size", "32", *data]) == 0
+    res = json.loads((tmp_path / "c" / "result.json").read_text())
+    params = [f"{k}={json.dumps(v)}" for k, v in res["spec"]["params"].items()]
+    assert rank_main(["--generator", "fbnet-macro", "--params", *params, "--num-archs", "1", "--runs-dir",
+                      str(tmp_path), "--name", "r", "--steps", "2", "--batch-size", "32", *data,
+                      "train.precise_bn=0", "eval.knn_k=5"]) == 0
+    rows = list(csv.DictReader((tmp_path / "r" / "results.csv").open()))
+    assert {r["arch_id"] for r in rows} == {res["arch_id"]} and {r["status"] for r in rows} == {"done"}

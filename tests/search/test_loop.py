@@ -128,3 +128,17 @@ def test_colorization_needs_rgb_and_is_refused_on_digits(small):
     cfg, data = small
     with pytest.raises(UserError, match="pretext|colorization|RGB|channels"):
         run_supernet_search("darts", SearchSpace("macro", {"width": 0.125}), "colorization", data, cfg)
+
+
+@pytest.mark.parametrize("objective", ["rotation", "jigsaw", "colorization", "moco", "supervised"])
+def test_every_objective_drives_a_search(objective):
+    """The supernet is a Backbone, so every objective wraps it (MoCo's key encoder holds a copy whose
+    architecture follows the query's by EMA)."""
+    cfg = config.load(overrides=["data.name=fake", "data.image_size=16", "data.subset_per_class=4", "train.epochs=1",
+                                 "train.batch_size=8", "moco.queue_size=16"])
+    data = load_dataset(cfg.data)
+    r = run_supernet_search("dmasking", CASES["dmasking"][1], objective, data, cfg,
+                            options=DMaskingOptions(resolutions=[1.0, 0.5]), seed=0)
+    h = r.history[-1]
+    assert h["arch_trained"] and all(v == v for v in (h["weight_loss"], h["arch_loss"]))
+    assert r.spec.generator == "fbnet-macro" and r.probabilities != {}

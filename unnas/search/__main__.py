@@ -28,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
     p.prog = "python -m unnas.search"
     p.description = __doc__.split("\n\n")[0]
     p.add_argument("--method", help="supernet search method: darts | dmasking (default: search.method)")
-    p.add_argument("--seed", type=int, dest="master_seed",
+    p.add_argument("--seed", type=int, dest="master_seed", metavar="SEED",
                    help="search seed: data split, initialisation, orders, noise (same as --master-seed)")
     return p
 

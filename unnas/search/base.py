@@ -53,10 +53,6 @@ class Supernet(Backbone):
     def arch_parameters(self) -> list[nn.Parameter]:
         return list(self.alphas.values())
 
-    def weight_parameters(self) -> list[nn.Parameter]:
-        arch = {id(p) for p in self.alphas.values()}
-        return [p for p in self.parameters() if id(p) not in arch]
-
     def add_alphas(self, group: str, rows: int, cols: int, generator: torch.Generator) -> None:
         """Architecture parameters of one group, initialised ``1e-3 * randn`` (DARTS)."""
         self.alphas[group] = nn.Parameter(1e-3 * torch.randn(rows, cols, generator=generator))

@@ -119,12 +119,11 @@ def run_supernet_search(method: str, space: SearchSpace, objective: str, data: D
     apply_runtime(tcfg)
     torch.manual_seed(int(seed))
     in_ch = cls.input_channels(data.channels)
-    supernet = m.build(space.generator, space.base, in_ch, seed)
+    supernet: Supernet = m.build(space.generator, space.base, in_ch, seed)
     obj = build_objective(objective, supernet, info, obj_options)
     obj.to(device)
     if tcfg.channels_last and device.type == "cpu":
         obj.to(memory_format=torch.channels_last)
-    supernet: Supernet = obj.backbone
     arch_params = supernet.arch_parameters()
     arch_ids = {id(p) for p in arch_params}
     named = [(n, p) for n, p in obj.named_parameters() if p.requires_grad and id(p) not in arch_ids]
@@ -207,7 +206,7 @@ def run_supernet_search(method: str, space: SearchSpace, objective: str, data: D
         if not search_arch:
             record["arch_loss"] = record["arch_search_loss"] = record["arch_acc"] = None
         result.history.append(record)
-        if ckpt_dir is not None:
+        if ckpt_dir is not None and tcfg.checkpoint:
             state = {**{key: part.state_dict() for key, part in parts.items()}, "generator": gen.get_state(),
                      "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step,
                      "history": result.history, "config": config or {}}

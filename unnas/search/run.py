@@ -179,7 +179,7 @@ def run_search(sc: SearchConfig, quiet: bool = False) -> int:
         tracker.log("search_start", method=sc.method, generator=space.generator, objective=objective,
                     data=data.summary(), argv=sys.argv, threads=threads, pid=os.getpid())
         console.print(f"[bold]unnas.search[/] {run_dir}  method={sc.method}  generator={space.generator}  "
-                      f"objective={objective}  data={data.name} ({len(data.train)} train)")
+                      f"objective={objective}  data={data.name} ({len(data.train)} train)", soft_wrap=True)
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=console, disable=quiet, transient=True)
         def on_epoch(rec: dict) -> None:
