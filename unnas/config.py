@@ -213,7 +213,13 @@ def _merge(cfg: DictConfig, other: DictConfig | dict, source: str) -> DictConfig
 
 def load(path: str | Path | None = None, overrides: Iterable[str] = (), base: dict | None = None) -> Config:
     """Merge defaults <- ``base`` (e.g. CLI options) <- YAML file <- dotted overrides."""
-    cfg = schema()
+    return to_config(merge_sources(schema(), path, overrides, base))
+
+
+def merge_sources(cfg: DictConfig, path: str | Path | None = None, overrides: Iterable[str] = (),
+                  base: dict | None = None) -> DictConfig:
+    """``cfg`` (a structured schema) <- ``base`` <- YAML file <- dotted overrides, checked against
+    the schema (commands with extra sections pass their own schema)."""
     if base:
         cfg = _merge(cfg, OmegaConf.create(base), "option")
     if path:
@@ -237,7 +243,7 @@ def load(path: str | Path | None = None, overrides: Iterable[str] = (), base: di
         except OmegaConfBaseException as e:
             raise UserError("override", overrides, None, message=str(e).splitlines()[0]) from None
         cfg = _merge(cfg, dot, "override")
-    return to_config(cfg)
+    return cfg
 
 
 def to_config(cfg: DictConfig) -> Config:

@@ -44,7 +44,7 @@ class Tracker:
         rec = {"time": time.time(), "event": event, **_clean(data)}
         with open(self.path, "a") as f:
             f.write(json.dumps(rec, sort_keys=True) + "\n")
-        if self.wandb is not None and event == "job":
+        if self.wandb is not None and event in ("job", "epoch"):
             flat = {f"{data.get('objective')}/{k}": v for k, v in (data.get("metrics") or {}).items()
                     if isinstance(v, (int, float))}
             if flat:

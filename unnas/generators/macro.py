@@ -15,7 +15,7 @@ the shapes match. Head: 1x1 conv to 1280 + BN + ReLU; the classifier follows glo
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -77,25 +77,45 @@ def make_layer(choice: str, cin: int, cout: int, stride: int) -> nn.Module:
     return nn.Identity()
 
 
-class MacroNet(Backbone):
-    def __init__(self, arch: str, in_channels: int, width: float, num_classes: int | None):
+def layer_plan(stem: int, widths: Sequence[int]) -> list[tuple[int, int, int]]:
+    """``(cin, cout, stride)`` of the eight layers for a stem width and the three stage widths:
+    the first layer of a stage has stride 2 and widens to the stage's width."""
+    plan, c = [], stem
+    for n, w in zip(STAGES, widths):
+        for i in range(n):
+            plan.append((c, w, 2 if i == 0 else 1))
+            c = w
+    return plan
+
+
+class MacroSkeleton(Backbone):
+    """Stem (3x3 conv + BN + ReLU to ``stem`` channels), the given layers, head (1x1 conv to
+    ``head`` channels + BN + ReLU); shared by NAS-Bench-Macro and the spaces built on it."""
+
+    def __init__(self, in_channels: int, stem: int, layers: Sequence[nn.Module], last: int, head: int,
+                 num_classes: int | None):
         super().__init__()
-        c = max(1, int(round(32 * width)))
-        head = max(1, int(round(1280 * width)))
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU())
-        layers, pos = [], 0
-        for n in STAGES:
-            for i in range(n):
-                cout = 2 * c if i == 0 else c
-                layers.append(make_layer(arch[pos], c, cout, 2 if i == 0 else 1))
-                c, pos = cout, pos + 1
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU())
         self.layers = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Conv2d(c, head, 1, bias=False), nn.BatchNorm2d(head), nn.ReLU())
+        self.head = nn.Sequential(nn.Conv2d(last, head, 1, bias=False), nn.BatchNorm2d(head), nn.ReLU())
         self.num_features = head
         self.set_classifier(num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.layers(self.stem(x)))
+
+
+def widths(width: float) -> tuple[int, list[int], int]:
+    """``(stem, stage widths, head)`` of the network at a width multiplier (1 = the published one)."""
+    c = max(1, int(round(32 * width)))
+    return c, [2 * c, 4 * c, 8 * c], max(1, int(round(1280 * width)))
+
+
+class MacroNet(MacroSkeleton):
+    def __init__(self, arch: str, in_channels: int, width: float, num_classes: int | None):
+        stem, stage, head = widths(width)
+        layers = [make_layer(arch[i], cin, cout, s) for i, (cin, cout, s) in enumerate(layer_plan(stem, stage))]
+        super().__init__(in_channels, stem, layers, stage[-1], head, num_classes)
 
 
 @GENERATORS.register("macro")

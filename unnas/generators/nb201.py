@@ -19,7 +19,7 @@ counts equal the benchmark's; such ops get exactly-zero gradients (see :func:`li
 from __future__ import annotations
 
 import itertools
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -124,9 +124,11 @@ def make_op(name: str, c: int) -> nn.Module:
 
 
 class Cell(nn.Module):
-    def __init__(self, ops: Sequence[str], c: int):
+    """One cell: ``edges[e]`` is the module on edge :data:`EDGES` ``[e]``; node j sums its inputs."""
+
+    def __init__(self, edges: Sequence[nn.Module]):
         super().__init__()
-        self.edges = nn.ModuleList(make_op(op, c) for op in ops)
+        self.edges = nn.ModuleList(edges)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]
@@ -149,7 +151,10 @@ class ResidualReduction(nn.Module):
 
 
 class NB201Net(Backbone):
-    def __init__(self, ops: Sequence[str], in_channels: int, c: int, n_cells: int, num_classes: int | None):
+    """The network around the cells; ``make_cell(c)`` builds one cell of width ``c``."""
+
+    def __init__(self, make_cell: Callable[[int], nn.Module], in_channels: int, c: int, n_cells: int,
+                 num_classes: int | None):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
         blocks = []
@@ -157,7 +162,7 @@ class NB201Net(Backbone):
             if s:
                 blocks.append(ResidualReduction(c, 2 * c))
                 c *= 2
-            blocks += [Cell(ops, c) for _ in range(n_cells)]
+            blocks += [make_cell(c) for _ in range(n_cells)]
         self.cells = nn.Sequential(*blocks)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU())
         self.num_features = c
@@ -192,7 +197,7 @@ class NB201(EnumeratedSpace):
             raise bad_param(self.name, "cells", params["cells"], "an integer >= 1")
         arch = self.arch(params, seed)
         ops = parse(arch)
-        net = NB201Net(ops, in_channels, c, params["cells"], num_classes)
+        net = NB201Net(lambda width: Cell([make_op(op, width) for op in ops]), in_channels, c, params["cells"], num_classes)
         net.structure = arch
         net.has_zero_ops = "none" in ops
         return net

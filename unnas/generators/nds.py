@@ -192,6 +192,30 @@ def cell_usage(cell: Cell, n_nodes: int, output: str) -> tuple[list[int], set[in
     return concat, live
 
 
+def preprocess(cin: int, c: int, reduce: bool) -> nn.Module:
+    """A cell input made ``c`` wide: ReLU-1x1conv-BN, or FactorizedReduce after a reduction cell."""
+    return L.FactorizedReduce(cin, c) if reduce else L.ReLUConvBN(cin, c, 1)
+
+
+def stem(in_channels: int, width: int) -> nn.Module:
+    """DARTS's CIFAR stem: 3x3 conv to ``3 * width`` channels + BN."""
+    return nn.Sequential(nn.Conv2d(in_channels, 3 * width, 3, 1, 1, bias=False), nn.BatchNorm2d(3 * width))
+
+
+def cell_plan(depth: int, width: int, multiplier) -> list[tuple[int, int, int, bool, bool]]:
+    """``(c_pp, c_p, c, reduction, reduction_prev)`` of every cell: reductions (doubling ``c``) at
+    cells ``depth // 3`` and ``2 * depth // 3``; ``multiplier(reduction)`` is how many node outputs
+    a cell concatenates (its output is ``multiplier * c`` wide)."""
+    reductions = {depth // 3, 2 * depth // 3}
+    plan, c_pp, c_p, c, red_prev = [], 3 * width, 3 * width, width, False
+    for i in range(depth):
+        red = i in reductions
+        c = c * 2 if red else c
+        plan.append((c_pp, c_p, c, red, red_prev))
+        c_pp, c_p, red_prev = c_p, c * multiplier(red), red
+    return plan
+
+
 class NDSCell(nn.Module):
     def __init__(self, cell: Cell, n_nodes: int, output: str, c_pp: int, c_p: int, c: int,
                  reduction: bool, reduction_prev: bool):
@@ -199,9 +223,8 @@ class NDSCell(nn.Module):
         self.cell, self.reduction, self.reduction_prev, self.c = cell, reduction, reduction_prev, c
         self.concat, live = cell_usage(cell, n_nodes, output)
         self.uses = (0 in live, 1 in live)
-        self.pre0 = (L.FactorizedReduce(c_pp, c) if reduction_prev else L.ReLUConvBN(c_pp, c, 1)) \
-            if self.uses[0] else None
-        self.pre1 = L.ReLUConvBN(c_p, c, 1) if self.uses[1] else None
+        self.pre0 = preprocess(c_pp, c, reduction_prev) if self.uses[0] else None
+        self.pre1 = preprocess(c_p, c, False) if self.uses[1] else None
         self.ops = nn.ModuleDict()
         for e, (op, i) in enumerate(cell):
             if op != "none" and (e // 2 + 2) in live:
@@ -228,18 +251,13 @@ class NDSNet(Backbone):
     def __init__(self, normal: Cell, reduce: Cell, space: Space, in_channels: int, width: int, depth: int,
                  num_classes: int | None):
         super().__init__()
-        c_stem = 3 * width
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, 1, 1, bias=False), nn.BatchNorm2d(c_stem))
-        reductions = {depth // 3, 2 * depth // 3}
-        plan, c_pp, c_p, c, red_prev = [], c_stem, c_stem, width, False
-        for i in range(depth):
-            red = i in reductions
-            c = c * 2 if red else c
-            cell = reduce if red else normal
-            concat, live = cell_usage(cell, space.nodes, space.output)
+        self.stem = stem(in_channels, width)
+        usage = {red: cell_usage(reduce if red else normal, space.nodes, space.output) for red in (False, True)}
+        plan = []
+        for c_pp, c_p, c, red, red_prev in cell_plan(depth, width, lambda r: len(usage[r][0])):
+            live = usage[red][1]
             # a cell reading no input (every node all-``none``) still needs s1 for its shape
-            plan.append((cell, c_pp, c_p, c, red, red_prev, 0 in live, 1 in live or 0 not in live))
-            c_pp, c_p, red_prev = c_p, c * len(concat), red
+            plan.append((reduce if red else normal, c_pp, c_p, c, red, red_prev, 0 in live, 1 in live or 0 not in live))
         # liveness: output -1 / -2 are the stem; cell i reads outputs i-1 (s1) and i-2 (s0)
         alive = [False] * depth
         alive[-1] = True
@@ -252,7 +270,7 @@ class NDSNet(Backbone):
         self.cells = nn.ModuleDict({str(i): NDSCell(p[0], space.nodes, space.output, *p[1:6])
                                     for i, p in enumerate(plan) if alive[i]})
         self.depth = depth
-        self.num_features = c_p
+        self.num_features = plan[-1][3] * len(usage[plan[-1][4]][0])
         self.set_classifier(num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
