@@ -225,17 +225,8 @@ def test_interrupted_job_resumes_bit_identical(tmp_path, objective):
 # ------------------------------------------------------------------ pool: a dying worker
 def test_pool_worker_killed_fails_only_its_job(tmp_path, monkeypatch):
     from unnas import config
-    from unnas.runner import (
-        EXECUTION_METRICS,
-        Hooks,
-        JobContext,
-        PoolExecutor,
-        data_key,
-        dataset_for,
-        job_config,
-        plan_jobs,
-        run_job,
-    )
+    from unnas.executors import Hooks, PoolExecutor
+    from unnas.runner import EXECUTION_METRICS, JobContext, data_key, dataset_for, job_config, plan_jobs, run_job
 
     monkeypatch.syspath_prepend(str(TESTS))
     # width 8 -> 32 features: that candidate's worker kills itself at its second step

@@ -11,7 +11,7 @@ from unnas import config
 from unnas.analysis import load_run, ranking_of
 from unnas.data.core import Split
 from unnas.ranking import run_ranking
-from unnas.runner import _DATA_CACHE, _prime_dataset, data_key, dataset_for
+from unnas.runner import _DATA_CACHE, data_key, dataset_for, prime_dataset
 
 ARGS = ["data.name=digits", "data.image_size=8", "train.batch_size=32", "train.epochs=1", "train.precise_bn=64",
         "eval.knn_k=10", "run.device=cpu", "run.num_archs=2", "model.generator=resnet", "model.params.width=8",
@@ -33,7 +33,7 @@ def _run(tmp_path, name: str, perm_seed: int | None, extra: list[str]):
     real = dataset_for(cfg)
     data = real if perm_seed is None else _permuted(real, perm_seed)
     assert perm_seed is None or not torch.equal(data.train.labels, real.train.labels)
-    _prime_dataset(data_key(cfg), data)
+    prime_dataset(data_key(cfg), data)
     try:
         assert run_ranking(cfg, quiet=True) == 0
     finally:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from unnas import config
+from unnas.executors import available_cores, resolve_executor, resolve_parallelism, run_layout, worker_modules
 from unnas.objectives.base import Objective
 from unnas.registry import OBJECTIVES
-from unnas.runner import available_cores, resolve_executor, resolve_parallelism, run_layout, worker_modules
 
 TINY = ["data.name=fake", "data.image_size=8", "train.batch_size=64", "train.epochs=1", "train.precise_bn=64",
         "eval.knn_k=20", "run.device=cpu", "model.generator=resnet"]

@@ -9,17 +9,8 @@ import pytest
 
 from unnas import config
 from unnas.errors import UserError
-from unnas.runner import (
-    Hooks,
-    JobContext,
-    LocalExecutor,
-    _exit_reason,
-    check_ray_address,
-    job_config,
-    plan_jobs,
-    resolve_parallelism,
-    stored_results,
-)
+from unnas.executors import Hooks, LocalExecutor, _exit_reason, check_ray_address, resolve_parallelism
+from unnas.runner import JobContext, job_config, plan_jobs, stored_results
 from unnas.spec import ArchSpec
 
 TINY = ["data.name=fake", "data.image_size=8", "train.batch_size=64", "train.epochs=1", "train.precise_bn=64",

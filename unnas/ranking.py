@@ -28,6 +28,7 @@ from unnas.analysis import dumps
 from unnas.config import Config
 from unnas.engine import resolve_device
 from unnas.errors import UserError
+from unnas.executors import check_ray_address
 from unnas.lock import RunLock
 from unnas.objectives.base import DataInfo, objective_class
 from unnas.precision import with_precision
@@ -35,7 +36,6 @@ from unnas.registry import DATASETS, GENERATORS
 from unnas.runner import (
     EXECUTION_TRAIN_FIELDS,
     EXECUTORS,
-    check_ray_address,
     dataset_for,
     import_plugins,
     objectives_of,

@@ -35,10 +35,11 @@ from unnas import config as config_mod
 from unnas.analysis import dumps, ranking_of
 from unnas.config import Config
 from unnas.errors import UserError
+from unnas.executors import check_ray_address
 from unnas.lock import RunLock
 from unnas.objectives.base import DataInfo, objective_class
 from unnas.registry import STRATEGIES
-from unnas.runner import check_ray_address, dataset_for, import_plugins, objectives_of, pretexts_of, proxies_of
+from unnas.runner import dataset_for, import_plugins, objectives_of, pretexts_of, proxies_of
 from unnas.scores import REFERENCE, SUPERVISED
 from unnas.store import summarize
 from unnas.strategies.base import Observation, Proposal, SearchSpace, Strategy

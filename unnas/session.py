@@ -17,18 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from unnas import config as config_mod
 from unnas.config import Config
+from unnas.executors import Hooks, available_cores, make_executor, run_layout
 from unnas.lock import Claims
-from unnas.runner import (
-    RETRY_STATUSES,
-    Hooks,
-    JobContext,
-    available_cores,
-    data_key,
-    discard_checkpoints,
-    job_config,
-    make_executor,
-    run_layout,
-)
+from unnas.runner import RETRY_STATUSES, JobContext, data_key, discard_checkpoints, job_config
 from unnas.store import Store
 from unnas.tracking import Tracker
 

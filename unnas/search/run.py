@@ -150,8 +150,8 @@ def run_search(sc: SearchConfig, quiet: bool = False) -> int:
 
     from unnas.data import load_dataset
     from unnas.engine import resolve_device
+    from unnas.executors import resolve_parallelism
     from unnas.lock import RunLock
-    from unnas.runner import resolve_parallelism
     from unnas.search.loop import run_supernet_search
     from unnas.search.plot import trajectory_plot
     from unnas.strategies.base import SearchSpace
