@@ -310,7 +310,7 @@ def test_cli_passes_wandb_mode(monkeypatch, tmp_path):
 
 def test_to_wandb_offline_replay(report, tmp_path, monkeypatch):
     pytest.importorskip("wandb")
-    from unnas.report import to_wandb
+    from unnas.report_wandb import to_wandb
 
     run, _, _, rec = report
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -30,11 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from eval.cache import augmented_features, cached_features
-from eval.decoupled import GROUPS, METHODS, DecoupledOptions, FeatureSplits, parse_thresholds, run_decoupled
+from eval.decoupled import GROUPS, DecoupledOptions, FeatureSplits, parse_thresholds, run_decoupled
 from eval.linear import LinearClassifier, fit_linear
 from eval.samplers import SAMPLER_NAMES, get_sampler, instance_balanced
 from unnas import config as config_mod
@@ -43,17 +42,17 @@ from unnas.data import Data, load_dataset, longtail_counts
 from unnas.data.datasets import cache_dir as default_cache_dir
 from unnas.engine import load_checkpoint, resolve_device, save_atomic, steps_per_epoch, train
 from unnas.errors import UserError
+from unnas.longtail_tables import csv_rows, dumps, format_matrix, format_table, method_rankings
 from unnas.objectives.base import DataInfo, build_objective, objective_class
 from unnas.registry import DATASETS, GENERATORS, OBJECTIVES
 from unnas.spec import ArchSpec, build, get_generator
 from unnas.tracking import WANDB_MODES, Tracker
 
 __all__ = ["LongtailOptions", "run_longtail", "resolve_specs", "stage1", "joint_classifier", "evaluate_arch",
-           "format_table", "method_rankings", "CHECKPOINT_FORMAT", "PRETEXTS"]
+           "CHECKPOINT_FORMAT", "PRETEXTS"]
 
 CHECKPOINT_FORMAT = "unnas.longtail/1"
 PRETEXTS = ("supervised", "rotation", "jigsaw", "colorization", "moco")
-METHOD_LABELS = {"joint": "Joint", "ncm": "NCM", "crt": "cRT", "tau_norm": "tau-norm", "lws": "LWS"}
 
 
 @dataclass(frozen=True)
@@ -273,100 +272,6 @@ def evaluate_arch(objective, data: Data, opts: LongtailOptions, device: torch.de
     return res
 
 
-# ------------------------------------------------------------------ output
-def _pct(v: float) -> str:
-    return "  -  " if v is None or not math.isfinite(v) else f"{100 * v:5.1f}"
-
-
-def format_table(res: dict) -> str:
-    """Many / Medium / Few / All top-1 (%) per method, plus the thresholds and group sizes."""
-    th, gs = res["thresholds"], res["group_sizes"]
-    head = (f"Many (n>{th['many']:g}, {gs['many']} cl.)", f"Medium ({gs['medium']} cl.)",
-            f"Few (n<{th['few']:g}, {gs['few']} cl.)", "All")
-    w0 = 10
-    lines = [f"{'method':<{w0}}" + "".join(f"{h:>{max(len(h), 6) + 2}}" for h in head) + "  notes"]
-    for m, r in res["methods"].items():
-        note = ""
-        if m == "tau_norm":
-            note = f"tau={r['tau']:g}"
-        elif m == "joint":
-            note = res.get("joint_source", "")
-        row = f"{METHOD_LABELS.get(m, m):<{w0}}"
-        for h, g in zip(head, GROUPS):
-            row += f"{_pct(r[g]):>{max(len(h), 6) + 2}}"
-        lines.append(row + "  " + note)
-    lines.append(f"thresholds: {th['rule']}")
-    return "\n".join(lines)
-
-
-def method_rankings(per_arch: dict[str, dict], metric: str = "all") -> dict:
-    """How the architecture ranking changes between methods: Spearman matrix over architectures
-    of each method's ``metric`` accuracy, and each method's agreement with the joint ranking."""
-    from scipy import stats
-
-    from eval.correlation import agreement
-
-    archs = list(per_arch)
-    methods = [m for m in METHODS if all(m in per_arch[a]["methods"] for a in archs)]
-    vals = {m: [per_arch[a]["methods"][m][metric] for a in archs] for m in methods}
-    matrix: dict[str, dict[str, float | None]] = {}
-    for m1 in methods:
-        matrix[m1] = {}
-        for m2 in methods:
-            x, y = np.asarray(vals[m1], float), np.asarray(vals[m2], float)
-            ok = np.isfinite(x) & np.isfinite(y)
-            if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
-                matrix[m1][m2] = None
-            else:
-                matrix[m1][m2] = float(stats.spearmanr(x[ok], y[ok]).statistic)
-    vs_joint = {}
-    if "joint" in vals and len(archs) >= 3:
-        for m in methods:
-            if m != "joint":
-                try:
-                    a = agreement(vals[m], vals["joint"], n_boot=500, n_perm=500, seed=0, top_k=(1,))
-                    vs_joint[m] = {"spearman": a["spearman"], "kendall": a["kendall"]}
-                except (ValueError, ZeroDivisionError) as e:
-                    vs_joint[m] = {"error": str(e)}
-    return {"metric": metric, "archs": archs, "values": vals, "spearman": matrix, "vs_joint": vs_joint}
-
-
-def _format_matrix(rk: dict) -> str:
-    ms = list(rk["spearman"])
-    lines = [f"Spearman between methods over {len(rk['archs'])} architectures ({rk['metric']} top-1):",
-             f"{'':<10}" + "".join(f"{METHOD_LABELS.get(m, m):>10}" for m in ms)]
-    for m1 in ms:
-        cells = "".join(f"{'-' if v is None else f'{v:.2f}':>10}" for v in (rk["spearman"][m1][m2] for m2 in ms))
-        lines.append(f"{METHOD_LABELS.get(m1, m1):<10}" + cells)
-    return "\n".join(lines)
-
-
-def _csv_rows(per_arch: dict[str, dict]) -> list[dict]:
-    rows = []
-    for arch_id, res in per_arch.items():
-        for m, r in res["methods"].items():
-            rows.append({"arch_id": arch_id, "method": m, "many": r["many"], "medium": r["medium"], "few": r["few"],
-                         "all": r["all"], "val_all": r["val_all"], "tau": r.get("tau", ""),
-                         "many_threshold": res["thresholds"]["many"], "few_threshold": res["thresholds"]["few"],
-                         "joint_source": res.get("joint_source", "")})
-    return rows
-
-
-def _dumps(obj) -> str:
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if isinstance(v, np.generic):
-            return v.item()
-        return v
-
-    return json.dumps(clean(obj), indent=2)
-
-
 def class_counts(data: Data, rho: float) -> dict:
     """Per-split class counts and the exponential profile the training split follows."""
     c = data.num_classes
@@ -417,11 +322,11 @@ def run_longtail(cfg: Config, opts: LongtailOptions, quiet: bool = False,
         raise UserError("--runs-dir", str(run_dir), "a writable folder", message=f"cannot create ({e.strerror})") from None
     rho = _effective_rho(cfg)
     cfg_dict = config_mod.to_dict(cfg)
-    opts_dict = json.loads(_dumps(dataclasses.asdict(opts)))
+    opts_dict = json.loads(dumps(dataclasses.asdict(opts)))
     (run_dir / "config.yaml").write_text(config_mod.to_yaml(cfg))
-    (run_dir / "longtail.json").write_text(_dumps(opts_dict))
+    (run_dir / "longtail.json").write_text(dumps(opts_dict))
     counts = class_counts(data, rho)
-    (run_dir / "class_counts.json").write_text(_dumps(counts))
+    (run_dir / "class_counts.json").write_text(dumps(counts))
     tracker = Tracker(run_dir, cfg.run.wandb, cfg.run.wandb_project, {**cfg_dict, "longtail": opts_dict},
                       run_dir.name)
     tracker.log("run_start", data=data.summary(), archs=[s.to_json() for s in specs], argv=sys.argv)
@@ -464,10 +369,10 @@ def run_longtail(cfg: Config, opts: LongtailOptions, quiet: bool = False,
                      "label_free_joint": label_free, "class_counts": counts, "results": results}
     if len(specs) > 1:
         summary["rankings"] = {m: method_rankings(results, m) for m in ("all", "few")}
-        say(_format_matrix(summary["rankings"]["all"]))
-        say(_format_matrix(summary["rankings"]["few"]))
-    (run_dir / "results.json").write_text(_dumps(summary))
-    rows = _csv_rows(results)
+        say(format_matrix(summary["rankings"]["all"]))
+        say(format_matrix(summary["rankings"]["few"]))
+    (run_dir / "results.json").write_text(dumps(summary))
+    rows = csv_rows(results)
     with open(run_dir / "results.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
