@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(PY) -m unnas.rank --pretext rotation --num-archs 8 --threads-per-worker 2
+	$(PY) -m unnas.rank
 
 test: install
 	$(PY) -m pytest -q

@@ -117,7 +117,7 @@ def test_demo_config_is_the_make_demo_run():
     from unnas import rank
     from unnas.ranking import default_name
 
-    recipe = re.search(r"^demo:.*\n\t\$\(PY\) -m unnas\.rank (.*)$", (ROOT / "Makefile").read_text(), re.M)
+    recipe = re.search(r"^demo:.*\n\t\$\(PY\) -m unnas\.rank ?(.*)$", (ROOT / "Makefile").read_text(), re.M)
     a = rank.parser().parse_intermixed_args(shlex.split(recipe[1]))
     make_demo = config.load(None, a.overrides, base=rank.options_to_config(a))
     cfg = config.load(ROOT / "configs" / "demo.yaml")
