@@ -181,8 +181,8 @@ def test_cli_trains_and_evaluates_one_candidate(tmp_path):
     assert (tmp_path / "model.pt").is_file()
 
 
-MOCO = TINY + ["train.steps=1", "train.precise_bn=64", "train.channels_last=false", "moco.bn_splits=2",
-               "eval.knn_k=20"]
+MOCO = TINY + ["train.steps=1", "train.precision=float32", "train.precise_bn=64", "train.channels_last=false",
+               "moco.bn_splits=2", "eval.knn_k=20"]
 MOCO_SPEC = ("resnet", {"depths": [1, 1], "width": 8}, 0)
 
 
