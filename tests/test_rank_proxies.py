@@ -110,3 +110,33 @@ def test_unknown_proxy_and_label_reading_ensemble_are_refused(tmp_path, capsys):
     code, run = _run(tmp_path, "x", "--ensemble", "rotation,supervised")
     err = capsys.readouterr().err
     assert code == 2 and "ensembles combine the run's label-free scores" in err and not run.exists()
+
+
+
+BAD_PROXY_OPTIONS = [
+    ((), "proxy swap_reg option mu: the size regulariser needs a centre and a width"),
+    (("swap_reg.mu=100",), "proxy swap_reg option sigma"),
+    (("swap_reg.mu=100", "swap_reg.sigma=0"), "proxy swap_reg option sigma"),
+    (("swap_reg.mu=100", "swap_reg.sigma=10", "swap_reg.repeats=0"), "proxy swap option repeats"),
+    (("swap_reg.mu=100", "swap_reg.sigma=10", "swap_reg.init=xavier"), "allowed: normal, none"),
+]
+
+
+def test_missing_or_invalid_proxy_options_exit_2_before_any_job(tmp_path, capsys):
+    table = str(_table(tmp_path))
+    code, run = _run(tmp_path, "ok", "--pretext", "none", "--proxies", "synflow", "--reference", table)
+    assert code == 0
+    with Store(run / "store.sqlite") as st:
+        before = sorted((r.job_id, r.status, r.metrics.get("score")) for r in st.rows())
+    assert len(before) == 5
+    for options, words in BAD_PROXY_OPTIONS:
+        capsys.readouterr()
+        # the same folder, one more proxy with bad options: refused before the data, the lock or any job
+        code, _ = _run(tmp_path, "ok", "--pretext", "none", "--proxies", "synflow,swap_reg", "--reference", table,
+                       *options)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and words in err and "\n" not in err, (options, err)
+        with Store(run / "store.sqlite") as st:
+            assert sorted((r.job_id, r.status, r.metrics.get("score")) for r in st.rows()) == before
+        code, fresh = _run(tmp_path, "fresh", "--pretext", "none", "--proxies", "swap_reg", *options)
+        assert code == 2 and not fresh.exists()
