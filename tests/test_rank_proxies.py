@@ -9,6 +9,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import rankdata, spearmanr
 
 from unnas.population import sample_population
@@ -140,3 +141,29 @@ def test_missing_or_invalid_proxy_options_exit_2_before_any_job(tmp_path, capsys
             assert sorted((r.job_id, r.status, r.metrics.get("score")) for r in st.rows()) == before
         code, fresh = _run(tmp_path, "fresh", "--pretext", "none", "--proxies", "swap_reg", *options)
         assert code == 2 and not fresh.exists()
+
+
+def test_proxy_jobs_use_the_run_proxy_options_and_loss(tmp_path):
+    """What a worker computes is what the run's options ask for (not the proxies' defaults)."""
+    import yaml
+
+    from unnas import config as config_mod
+    from unnas.jobs import proxy_metrics
+    from unnas.runner import dataset_for
+    from unnas.spec import ArchSpec
+
+    code, run = _run(tmp_path, "opts", "--pretext", "none", "--proxies", "naswot,grad_norm", "--num-archs", "2",
+                     "naswot.batch_size=8", "grad_norm.batch_size=4", "proxy.loss=jigsaw", "run.supervised=false")
+    assert code == 0
+    cfg = config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    # the defaults this run overrode: rotation's loss, naswot on 16 images (the fake split holds fewer than 128)
+    defaults = config_mod.replace(cfg, proxy={"loss": "rotation"}, naswot={"batch_size": 16})
+    data = dataset_for(cfg)
+    with Store(run / "store.sqlite") as st:
+        rows = st.rows()
+    assert len(rows) == 4 and all(r.status == "done" for r in rows)
+    for r in rows:
+        spec = ArchSpec.from_json(r.spec)
+        want = proxy_metrics(r.objective, spec, data, cfg, r.seed, torch.device("cpu"))["score"]
+        assert r.metrics["score"] == want
+        assert want != proxy_metrics(r.objective, spec, data, defaults, r.seed, torch.device("cpu"))["score"]
