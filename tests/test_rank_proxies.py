@@ -9,6 +9,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import rankdata, spearmanr
 
 from unnas.population import sample_population
@@ -110,3 +111,59 @@ def test_unknown_proxy_and_label_reading_ensemble_are_refused(tmp_path, capsys):
     code, run = _run(tmp_path, "x", "--ensemble", "rotation,supervised")
     err = capsys.readouterr().err
     assert code == 2 and "ensembles combine the run's label-free scores" in err and not run.exists()
+
+
+
+BAD_PROXY_OPTIONS = [
+    ((), "proxy swap_reg option mu: the size regulariser needs a centre and a width"),
+    (("swap_reg.mu=100",), "proxy swap_reg option sigma"),
+    (("swap_reg.mu=100", "swap_reg.sigma=0"), "proxy swap_reg option sigma"),
+    (("swap_reg.mu=100", "swap_reg.sigma=10", "swap_reg.repeats=0"), "proxy swap option repeats"),
+    (("swap_reg.mu=100", "swap_reg.sigma=10", "swap_reg.init=xavier"), "allowed: normal, none"),
+]
+
+
+def test_missing_or_invalid_proxy_options_exit_2_before_any_job(tmp_path, capsys):
+    table = str(_table(tmp_path))
+    code, run = _run(tmp_path, "ok", "--pretext", "none", "--proxies", "synflow", "--reference", table)
+    assert code == 0
+    with Store(run / "store.sqlite") as st:
+        before = sorted((r.job_id, r.status, r.metrics.get("score")) for r in st.rows())
+    assert len(before) == 5
+    for options, words in BAD_PROXY_OPTIONS:
+        capsys.readouterr()
+        # the same folder, one more proxy with bad options: refused before the data, the lock or any job
+        code, _ = _run(tmp_path, "ok", "--pretext", "none", "--proxies", "synflow,swap_reg", "--reference", table,
+                       *options)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and words in err and "\n" not in err, (options, err)
+        with Store(run / "store.sqlite") as st:
+            assert sorted((r.job_id, r.status, r.metrics.get("score")) for r in st.rows()) == before
+        code, fresh = _run(tmp_path, "fresh", "--pretext", "none", "--proxies", "swap_reg", *options)
+        assert code == 2 and not fresh.exists()
+
+
+def test_proxy_jobs_use_the_run_proxy_options_and_loss(tmp_path):
+    """What a worker computes is what the run's options ask for (not the proxies' defaults)."""
+    import yaml
+
+    from unnas import config as config_mod
+    from unnas.jobs import proxy_metrics
+    from unnas.runner import dataset_for
+    from unnas.spec import ArchSpec
+
+    code, run = _run(tmp_path, "opts", "--pretext", "none", "--proxies", "naswot,grad_norm", "--num-archs", "2",
+                     "naswot.batch_size=8", "grad_norm.batch_size=4", "proxy.loss=jigsaw", "run.supervised=false")
+    assert code == 0
+    cfg = config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    # the defaults this run overrode: rotation's loss, naswot on 16 images (the fake split holds fewer than 128)
+    defaults = config_mod.replace(cfg, proxy={"loss": "rotation"}, naswot={"batch_size": 16})
+    data = dataset_for(cfg)
+    with Store(run / "store.sqlite") as st:
+        rows = st.rows()
+    assert len(rows) == 4 and all(r.status == "done" for r in rows)
+    for r in rows:
+        spec = ArchSpec.from_json(r.spec)
+        want = proxy_metrics(r.objective, spec, data, cfg, r.seed, torch.device("cpu"))["score"]
+        assert r.metrics["score"] == want
+        assert want != proxy_metrics(r.objective, spec, data, defaults, r.seed, torch.device("cpu"))["score"]

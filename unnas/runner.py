@@ -169,10 +169,13 @@ def stored_results(store_path: str | Path) -> dict[str, tuple[str, dict]]:
 # ------------------------------------------------------------------ one job
 def job_config(cfg: Config, threads: int | None = None) -> dict:
     """The configuration sent to workers: the core sections plus the options of the objectives
-    this run uses (a worker need not have every plugin the driver imported). ``threads``, when
-    given, replaces ``train.threads`` so the engine applies the run's per-job thread count."""
-    used = set(objectives_of(cfg))
-    d = {k: v for k, v in config_mod.to_dict(cfg).items() if k in ("data", "model", "train", "eval", "run") or k in used}
+    this run uses, its proxies' and the proxy loss's (a worker need not have every plugin the driver
+    imported). ``threads``, when given, replaces ``train.threads`` so the engine applies the run's
+    per-job thread count."""
+    proxies = proxies_of(cfg)
+    used = set(objectives_of(cfg)) | set(proxies) | ({cfg.proxy.loss} if proxies else set())
+    d = {k: v for k, v in config_mod.to_dict(cfg).items()
+         if k in ("data", "model", "train", "eval", "run", "proxy") or k in used}
     if threads is not None:
         d["train"] = {**d["train"], "threads": threads}
     return d

@@ -5,6 +5,6 @@ Importing this package registers every proxy (``unnas.registry.load_all`` import
 ``grasp``, ``fisher``, ``params``, ``flops``. The contract is in :mod:`eval.proxies.base`.
 """
 
-from eval.proxies.base import NonFiniteProxy, ProxyInput, compute_proxy, images_needed, scaled
+from eval.proxies.base import NonFiniteProxy, ProxyInput, check_options, compute_proxy, images_needed, scaled
 
-__all__ = ["NonFiniteProxy", "ProxyInput", "compute_proxy", "images_needed", "scaled"]
+__all__ = ["NonFiniteProxy", "ProxyInput", "check_options", "compute_proxy", "images_needed", "scaled"]

@@ -183,6 +183,20 @@ def _options(name: str, options: Any) -> Any:
     raise UserError(f"proxy {name} options", type(options).__name__, f"{cls.__name__} or a mapping of its fields")
 
 
+def check_options(name: str, options: Any = None) -> Any:
+    """The options of proxy ``name`` (a mapping, its dataclass or None) checked as completely as
+    they can be without a network: unknown fields, invalid values and, through the options'
+    ``require()`` when they define one, fields that have no default and were not set. Returns the
+    options dataclass (None for a proxy without options); raises :class:`UserError` naming the
+    field. The runner calls it for every proxy of a run before any job."""
+    PROXIES.get(name)  # unknown names -> UserError listing the registered proxies
+    opts = _options(name, options)
+    require = getattr(opts, "require", None)
+    if callable(require):
+        require()
+    return opts
+
+
 def check_positive(proxy: str, **values: int) -> None:
     for key, v in values.items():
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -218,7 +232,7 @@ def compute_proxy(name: str, x: ProxyInput, options: Any = None) -> float:
     """The value of proxy ``name`` on ``x`` (higher is better); raises :class:`NonFiniteProxy`
     when it is NaN or infinite, :class:`UserError` for an unknown name or bad options/input."""
     fn = PROXIES.get(name)
-    opts = _options(name, options)
+    opts = check_options(name, options)
     _check_input(name, x, opts)
     value = float(fn(dataclasses.replace(x, generator=fork(x.generator)), opts))
     if not math.isfinite(value):

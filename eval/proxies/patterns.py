@@ -16,8 +16,11 @@ in training mode (batch statistics), as the authors' code does. ReLUs are record
   generator); ``init="none"`` scores the network's own weights once.
 * ``swap_reg``: ``swap * exp(-(P - mu)^2 / sigma)`` with ``P`` the backbone's parameter count in
   thousands, the authors' size regulariser (``mu``: the preferred size, in thousands of parameters;
-  ``sigma``: its width, in thousands squared). It has no size-free default: set both, or take
-  :func:`population_prior` of the population's parameter counts.
+  ``sigma``: its width, in thousands squared). Neither has a default: the paper sets them from the
+  size the search targets, which only the user knows, and a default centred on the population
+  (:func:`population_prior`, offered as a helper) penalises the large networks that win on
+  NAS-Bench-Macro. A run that lists ``swap_reg`` without both is refused before any job
+  (:meth:`SwapRegOptions.require`, called by :func:`eval.proxies.base.check_options`).
 """
 
 from __future__ import annotations
@@ -81,6 +84,18 @@ class SwapOptions:
 class SwapRegOptions(SwapOptions):
     mu: float | None = None
     sigma: float | None = None
+
+    def require(self) -> None:
+        """``mu`` and ``sigma`` have no default: both must be set, finite, ``sigma > 0``."""
+        for key in ("mu", "sigma"):
+            v = getattr(self, key)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or (key == "sigma" and not v > 0):
+                allowed = ("a number, the preferred size in thousands of parameters" if key == "mu" else
+                           "a number > 0, the width in thousands of parameters squared")
+                raise UserError(f"proxy swap_reg option {key}", v, allowed,
+                                message=f"the size regulariser needs a centre and a width (set swap_reg.mu and "
+                                        f"swap_reg.sigma); {key} is {v!r}")
 
 
 def pattern_keys(codes: torch.Tensor) -> torch.Tensor:
@@ -148,8 +163,5 @@ def population_prior(param_counts: Sequence[int]) -> dict[str, float]:
 
 @PROXIES.register("swap_reg", log_scale=False, needs_loss=False, config=SwapRegOptions)
 def swap_reg(x: ProxyInput, options: SwapRegOptions) -> float:
-    if options.mu is None or options.sigma is None or not options.sigma > 0:
-        raise UserError("proxy swap_reg options mu, sigma", (options.mu, options.sigma),
-                        "mu (preferred size, thousands of parameters) and sigma > 0 (thousands squared)",
-                        message="the size regulariser needs a centre and a width")
+    options.require()
     return swap_count(x, options) * size_factor(count_params(x.backbone), options.mu, options.sigma)

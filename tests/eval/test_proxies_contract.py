@@ -165,7 +165,7 @@ def test_bad_input_is_refused_with_one_line():
         compute_proxy("snip", x, {"batch_size": 0})
     with pytest.raises(UserError, match="allowed: normal, none"):
         compute_proxy("swap", x, {"init": "xavier"})
-    with pytest.raises(UserError, match="centre and a width"):
+    with pytest.raises(UserError, match="proxy swap_reg option mu: the size regulariser needs a centre and a width"):
         compute_proxy("swap_reg", x, {"batch_size": 4})
     with pytest.raises(UserError, match="has no options"):
         compute_proxy("synflow", x, {"batch_size": 4})
