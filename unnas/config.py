@@ -139,6 +139,7 @@ class SearchConfig:
     """A strategy search (python -m unnas.search --strategy ...): its options are the strategy's own
     section (e.g. lanas.samples, lanas.height)."""
 
+    method: str = "darts"  # supernet search (python -m unnas.search --method): darts | dmasking
     strategy: str = "random"  # random | evolution | lanas
     score: str = ""  # the column that scores a candidate ("" = the first objective; reference = the table)
     time_budget: float = 0.0  # stop after this many seconds of job time (0 = the strategy's samples only)

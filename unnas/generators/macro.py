@@ -15,7 +15,7 @@ the shapes match. Head: 1x1 conv to 1280 + BN + ReLU; the classifier follows glo
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -90,12 +90,16 @@ def layer_plan(stem: int, widths: Sequence[int]) -> list[tuple[int, int, int]]:
 
 class MacroSkeleton(Backbone):
     """Stem (3x3 conv + BN + ReLU to ``stem`` channels), the given layers, head (1x1 conv to
-    ``head`` channels + BN + ReLU); shared by NAS-Bench-Macro and the spaces built on it."""
+    ``head`` channels + BN + ReLU); shared by NAS-Bench-Macro and the spaces built on it.
+    ``layers`` may be a function returning them: it is called after the stem is built, so that a
+    seeded initialisation draws stem, layers and head in that order."""
 
-    def __init__(self, in_channels: int, stem: int, layers: Sequence[nn.Module], last: int, head: int,
-                 num_classes: int | None):
+    def __init__(self, in_channels: int, stem: int, layers: Sequence[nn.Module] | Callable[[], Sequence[nn.Module]],
+                 last: int, head: int, num_classes: int | None):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU())
+        if callable(layers):
+            layers = layers()
         self.layers = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Conv2d(last, head, 1, bias=False), nn.BatchNorm2d(head), nn.ReLU())
         self.num_features = head
@@ -114,8 +118,9 @@ def widths(width: float) -> tuple[int, list[int], int]:
 class MacroNet(MacroSkeleton):
     def __init__(self, arch: str, in_channels: int, width: float, num_classes: int | None):
         stem, stage, head = widths(width)
-        layers = [make_layer(arch[i], cin, cout, s) for i, (cin, cout, s) in enumerate(layer_plan(stem, stage))]
-        super().__init__(in_channels, stem, layers, stage[-1], head, num_classes)
+        plan = layer_plan(stem, stage)
+        super().__init__(in_channels, stem, lambda: [make_layer(arch[i], *p) for i, p in enumerate(plan)],
+                         stage[-1], head, num_classes)
 
 
 @GENERATORS.register("macro")

@@ -16,8 +16,8 @@ from unnas.errors import UserError
 
 # unnas.rank options that have no meaning for one supernet search
 _NOT_FOR_SUPERNETS = ("num_archs", "seeds", "min_params", "max_params", "min_flops", "max_flops", "score",
-                      "executor", "workers", "steps")
-_FLAGS_NOT_FOR_SUPERNETS = ("no_supervised", "retry_failed", "join")
+                      "executor", "workers", "steps", "supervised")
+_FLAGS_NOT_FOR_SUPERNETS = ("retry_failed", "join")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -48,11 +48,6 @@ class SearchTrainConfig(TrainConfig):
 
 
 @dataclass(frozen=True)
-class SearchSection:
-    method: str = "darts"  # a registered search method (SEARCH_METHODS)
-
-
-@dataclass(frozen=True)
 class SearchConfig:
     """Everything a supernet search uses: the core config, the method and its options."""
 
@@ -62,7 +57,7 @@ class SearchConfig:
 
     def to_dict(self) -> dict:
         d = config_mod.to_dict(self.core)
-        d["search"] = {"method": self.method}
+        d["search"] = {**d["search"], "method": self.method}
         d[self.method] = dataclasses.asdict(self.options)
         return d
 
@@ -71,7 +66,6 @@ def schema():
     cfg = config_mod.schema()
     OmegaConf.set_struct(cfg, False)
     cfg.train = OmegaConf.structured(SearchTrainConfig)
-    cfg.search = OmegaConf.structured(SearchSection)
     for name in SEARCH_METHODS.names():
         cfg[name] = OmegaConf.structured(SEARCH_METHODS.meta(name)["config"])
     for key in ("train", "search", *SEARCH_METHODS.names()):
