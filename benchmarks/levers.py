@@ -1,6 +1,6 @@
 """Speed levers measured across a population (not on one network); prints one JSON line.
 
-    python benchmarks/levers.py --lever precision [--population digits|cifar] [--num-archs 4]
+    python benchmarks/levers.py --lever precision [--population digits|cifar] [--num-archs 4] [--profile]
     python benchmarks/levers.py --lever hugepages
     python benchmarks/levers.py --lever compile   [--job-steps 80]
     python benchmarks/levers.py --lever batch     [--batches 64,128,256]
@@ -9,7 +9,8 @@ Every candidate of the population (``randwire-ws``: the default population on ``
 16 px, or the same generator on 32 px CIFAR-10 images) trains ``--steps`` steps of ``--objective``
 exactly as the engine does (``_step.TrainStep``), in ``--precision``:
 
-* ``precision``: float32 against bfloat16 autocast (alternating, median step time per candidate).
+* ``precision``: float32 against bfloat16 autocast (alternating, median step time per candidate);
+  ``--profile`` adds each precision's share of step time per kind of op over the population.
 * ``hugepages``: torch's CPU allocator with and without transparent huge pages for large
   tensors (``THP_MEM_ALLOC_ENABLE``, read once per process, so each side runs in its own
   process); sides alternate for ``--repeats`` rounds, median step time per candidate.
@@ -42,7 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _step import TrainStep, alternate, count_flops, matmul_peak, objective_for  # noqa: E402
+from _step import TrainStep, alternate, count_flops, matmul_peak, objective_for, op_breakdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,15 +177,21 @@ def lever_precision(a) -> dict:
     sides = ("float32", "bfloat16")
     peaks = {p: [matmul_peak(DTYPES[p], clock=time.process_time)] for p in sides}
     per: dict[str, dict[str, float]] = {p: {} for p in sides}
+    shares: dict[str, dict[str, float]] = {p: {} for p in sides}
     flops: dict[str, int] = {}
     for spec in specs:
         steps = {p: TrainStep(objective_for(a.objective, spec, info), p) for p in sides}
-        bs = {p: iter(_batches(images, labels, a.batch, a.repeats + 2)) for p in sides}
+        bs = {p: iter(_batches(images, labels, a.batch, a.repeats + 2 + a.profile)) for p in sides}
         cpu: dict = {}
         alternate({p: (lambda p=p: steps[p](*next(bs[p]))) for p in sides}, a.repeats, cpu=cpu)
         for p in sides:
             per[p][spec.arch_id] = statistics.median(cpu[p])
         flops[spec.arch_id] = count_flops(lambda: steps["float32"](*next(bs["float32"])))
+        if a.profile:
+            for p in sides:
+                share = op_breakdown(lambda p=p: steps[p](*next(bs[p])))
+                for kind, v in share.items():  # weighted by the candidate's step time: population shares
+                    shares[p][kind] = shares[p].get(kind, 0.0) + v * per[p][spec.arch_id]
     for p in sides:
         peaks[p].append(matmul_peak(DTYPES[p], clock=time.process_time))
     total = sum(flops.values())
@@ -192,6 +199,10 @@ def lever_precision(a) -> dict:
                    "gflop_per_cpu_s": round(total / sum(per[p].values()) / 1e9, 2),
                    "matmul_peak_gflop_s": round(max(peaks[p]) / 1e9, 1),
                    "mfu": round(total / sum(per[p].values()) / max(peaks[p]), 4)} for p in sides}
+    if a.profile:
+        for p in sides:
+            summary[p]["time_share"] = {k: round(v / sum(per[p].values()), 3)
+                                        for k, v in sorted(shares[p].items(), key=lambda kv: -kv[1])}
     return {"step_cpu_s": {p: {x: round(v, 4) for x, v in d.items()} for p, d in per.items()},
             "gflop_per_step": {x: round(v / 1e9, 3) for x, v in flops.items()}, "totals": summary,
             **_verdict(per["float32"], per["bfloat16"])}
@@ -228,6 +239,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--job-steps", type=int, default=80)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--profile", action="store_true",
+                   help="precision: add the population's share of step time per kind of op (_step.op_breakdown)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
