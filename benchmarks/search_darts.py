@@ -62,7 +62,7 @@ def search(objective: str, args: dict) -> dict:
     tree = cifar10_tree()
     if tree is None:
         raise FileNotFoundError("CIFAR-10 archive not found beside the project (../shared/data)")
-    sc = search_run.load(overrides=["data.name=imagefolder", f"data.root={tree}",
+    sc = search_run.load(overrides=["search.method=darts", "data.name=imagefolder", f"data.root={tree}",
                                     f"data.subset_per_class={args['per_class']}", f"train.epochs={args['epochs']}",
                                     f"train.batch_size={args['batch_size']}", "train.threads=1"])
     data = load_dataset(sc.core.data)

@@ -291,16 +291,18 @@ def _rows(store: Path) -> dict:
 
 
 # ------------------------------------------------------------------ SIGKILL the runner and resume
-def crash_main(point: str, n: int, argv: list[str]) -> int:
-    """Run ``python -m unnas.rank argv`` and SIGKILL this process at the ``n``-th event of ``point``:
+def crash_main(point: str, n: int, argv: list[str], main=None) -> int:
+    """Run ``python -m unnas.rank argv`` (or another entry point ``main``, e.g. ``unnas.search``'s)
+    and SIGKILL this process at the ``n``-th event of ``point``:
     ``step`` (after a training step), ``ckpt`` (half-way through writing a checkpoint's temporary
     file), ``ckpt-final`` (a truncated file at the checkpoint's final path, as a non-atomic file
     system could leave it), ``store`` (inside the store transaction, before its commit)."""
     import unnas.engine as engine
     import unnas.runner as runner
     import unnas.store as store_mod
-    from unnas.rank import main
 
+    if main is None:
+        from unnas.rank import main
     count = [0]
 
     def hit() -> bool:
@@ -389,10 +391,14 @@ def _cli(run_dir: Path, extra: list[str], crash: tuple[str, int] | None = None, 
 def _forked(run_dir: Path, extra: list[str], crash: tuple[str, int] | None = None) -> int:
     """Like :func:`_cli` (without external kills) in a child forked from this process: a real
     separate process that SIGKILLs itself, without paying the interpreter start-up again."""
+    return run_forked(_argv(run_dir, extra), crash)
+
+
+def run_forked(argv: list[str], crash: tuple[str, int] | None = None, entry: str = "unnas.rank") -> int:
+    """``main(argv)`` of the module ``entry`` in a forked child, killed at ``crash`` (see :func:`crash_main`)."""
     import multiprocessing
 
-    argv = _argv(run_dir, extra)
-    p = multiprocessing.get_context("fork").Process(target=_child, args=(crash, argv))
+    p = multiprocessing.get_context("fork").Process(target=_child, args=(crash, argv, entry))
     p.start()
     p.join(timeout=300)
     if p.exitcode not in (0, -9):
@@ -400,11 +406,12 @@ def _forked(run_dir: Path, extra: list[str], crash: tuple[str, int] | None = Non
     return p.exitcode
 
 
-def _child(crash, argv) -> None:
-    from unnas.rank import main
+def _child(crash, argv, entry: str = "unnas.rank") -> None:
+    import importlib
 
+    main = importlib.import_module(entry).main
     sys.stdout = open(os.devnull, "w")
-    code = main(argv) if crash is None else crash_main(crash[0], crash[1], argv)
+    code = main(argv) if crash is None else crash_main(crash[0], crash[1], argv, main=main)
     sys.stdout.flush()
     os._exit(code)
 

@@ -136,13 +136,15 @@ class ProxyConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """A strategy search (python -m unnas.search --strategy ...): its options are the strategy's own
-    section (e.g. lanas.samples, lanas.height)."""
+    """A search (``python -m unnas.search``): either a strategy over candidates evaluated as jobs
+    (``strategy``; its options are the strategy's own section, e.g. ``lanas.samples``) or one
+    supernet search (``method``; its options are the method's section, e.g. ``darts.arch_lr``)."""
 
-    method: str = "darts"  # supernet search (python -m unnas.search --method): darts | dmasking
-    strategy: str = "random"  # random | evolution | lanas
-    score: str = ""  # the column that scores a candidate ("" = the first objective; reference = the table)
-    time_budget: float = 0.0  # stop after this many seconds of job time (0 = the strategy's samples only)
+    method: str = ""  # a supernet search method: darts | dmasking
+    strategy: str = ""  # a search strategy: random | evolution | lanas
+    score: str = ""  # strategies: the column that scores a candidate ("" = the first objective; reference = the table)
+    time_budget: float = 0.0  # strategies: stop after this many seconds of job time (0 = the strategy's samples only)
+    clock: str = "wall"  # strategies: what time_budget counts: wall (each job's wall seconds) | cpu (its CPU seconds)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ from unnas.cli import ArgumentParser, count
 from unnas.errors import UserError
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(conflict_handler: str = "error") -> argparse.ArgumentParser:
+    """The options (``conflict_handler="resolve"`` lets a command built on them redefine one)."""
     p = ArgumentParser(prog="python -m unnas.rank", description=__doc__.split("\n\n")[0],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter, conflict_handler=conflict_handler)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted config overrides, e.g. train.epochs=3 moco.queue_size=1024")
     p.add_argument("--pretext", help="label-free objective(s), comma-separated (default: run.pretext)")

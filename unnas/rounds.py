@@ -12,7 +12,8 @@ checkpoints are discarded, except those of a rung whose candidate may continue.
 A proposal's observation is its score in the ranking (:mod:`unnas.scores`) of every candidate
 evaluated so far at the proposal's rung: the column ``select`` (default: the first objective's
 label-free score, else the first proxy; an ensemble name works too, its ranks taken among those
-candidates), mean over seeds; its metrics hold the seconds its jobs took.
+candidates), mean over seeds; its metrics hold the wall seconds its jobs took (``seconds``) and their
+CPU seconds (``cpu_seconds``).
 """
 
 from __future__ import annotations
@@ -89,14 +90,18 @@ class RoundRunner:
         values = dict(zip(rk.arch_ids, rk.column(name))) if name else {}
         this = {j.job_id for j in jobs}
         seconds: dict[str, float] = {}
+        cpu: dict[str, float] = {}
         for r in rows:
             if r.job_id in this:
                 seconds[r.arch_id] = seconds.get(r.arch_id, 0.0) + (r.seconds or 0.0)
+                # a job that did not finish records no CPU time: its wall seconds bound it
+                cpu[r.arch_id] = cpu.get(r.arch_id, 0.0) + float(r.metrics.get("cpu_seconds", r.seconds or 0.0))
         out = []
         for p in proposals:  # no score (its job failed, diverged or timed out): observed as failed
             v = float(values.get(p.spec.arch_id, math.nan))
             out.append(Observation(p.spec, p.rung, v, "done" if math.isfinite(v) else "failed",
-                                   {"seconds": seconds.get(p.spec.arch_id, 0.0)}))
+                                   {"seconds": seconds.get(p.spec.arch_id, 0.0),
+                                    "cpu_seconds": cpu.get(p.spec.arch_id, 0.0)}))
         return out
 
     def cleanup(self) -> None:

@@ -154,7 +154,7 @@ def plan_jobs(cfg: Config, specs: list[ArchSpec], objectives: list[str] | None =
 EXECUTORS = ("auto", "local", "pool", "ray")
 # Metrics that describe how a job ran rather than what it found (they may differ between an
 # interrupted-and-resumed job and an uninterrupted one).
-EXECUTION_METRICS = ("resumed_from_epoch",)
+EXECUTION_METRICS = ("resumed_from_epoch", "cpu_seconds")
 RETRY_STATUSES = ("failed", "diverged", "timeout")
 
 
@@ -300,7 +300,7 @@ def run_job(job: Job, ctx: JobContext, on_step: Callable[[int, int, dict], None]
     """
     run_dir = Path(ctx.run_dir)
     row = new_row(job)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
 
     def log(msg: str) -> None:
         try:
@@ -322,7 +322,7 @@ def run_job(job: Job, ctx: JobContext, on_step: Callable[[int, int, dict], None]
             metrics = proxy_metrics(job.objective, job.spec, data, cfg, job.seed, device)
         else:
             metrics = _train_job(job, ctx, cfg, data, device, on_step, log)
-        row.status, row.metrics = "done", metrics
+        row.status, row.metrics = "done", {**metrics, "cpu_seconds": time.process_time() - c0}
     except DivergedError as e:
         row.status, row.error, row.metrics = "diverged", str(e), {"diverged_step": e.step}
     except JobTimeout as e:

@@ -11,7 +11,9 @@ the store answers the rounds it already ran, so the strategy proposes exactly wh
 before and no candidate is trained twice.
 
 ``search.time_budget`` (seconds of job time, summed over the evaluated candidates as the store
-records them, so a resumed search stops where the uninterrupted one would) ends a search early.
+records them, so a resumed search stops where the uninterrupted one would) ends a search early;
+``search.clock`` says which seconds: ``wall`` (each job's wall time) or ``cpu`` (each job's CPU time,
+all its threads; a job that did not finish counts its wall time).
 
 Outputs in the run folder, beside the ranking run's (store, results.csv, ranking.json of the
 evaluated candidates, report): ``search.json`` (the trajectory: per evaluated candidate its score,
@@ -50,26 +52,44 @@ ORACLE = REFERENCE
 
 @dataclass
 class TimeBudget(Strategy):
-    """Ends ``inner`` once the observed candidates' job seconds reach ``seconds`` (0 = no limit)."""
+    """Ends ``inner`` once the observed candidates' job seconds reach ``seconds`` (0 = no limit);
+    ``clock`` names the metric counted: ``wall`` (``seconds``) or ``cpu`` (``cpu_seconds``)."""
 
     inner: Strategy
     seconds: float
+    clock: str = "wall"
 
     def propose(self, history: Sequence[Sequence[Observation]]) -> list[Proposal]:
-        spent = sum(float(o.metrics.get("seconds", 0.0)) for o in flatten(history))
+        spent = sum(job_seconds(o, self.clock) for o in flatten(history))
         if self.seconds and spent >= self.seconds:
             return []
         return self.inner.propose(history)
 
 
+CLOCKS = ("wall", "cpu")
+
+
+def job_seconds(o: Observation, clock: str) -> float:
+    """The job seconds of one observation on ``clock`` (wall or cpu)."""
+    return float(o.metrics.get("cpu_seconds" if clock == "cpu" else "seconds", 0.0))
+
+
 def check_search(cfg: Config) -> None:
     s = cfg.search
+    if not s.strategy:
+        raise UserError("--strategy", s.strategy, [n for n in STRATEGIES.names() if n not in ("fixed", "sh")],
+                        message="a strategy search needs a strategy")
+    if s.method:
+        raise UserError("--method", s.method, None, message="a strategy search (--strategy) has no supernet method; "
+                        "give --method or --strategy, not both")
     STRATEGIES.get(s.strategy)
     if s.strategy in ("fixed", "sh"):
         raise UserError("--strategy", s.strategy, [n for n in STRATEGIES.names() if n not in ("fixed", "sh")],
                         message="fixed populations and successive halving are ranking runs (python -m unnas.rank)")
     if not s.time_budget >= 0:
         raise UserError("search.time_budget", s.time_budget, "seconds >= 0 (0 = none)")
+    if s.clock not in CLOCKS:
+        raise UserError("search.clock", s.clock, list(CLOCKS))
     if s.score == ORACLE:
         if not cfg.reference.path:
             raise UserError("--score", ORACLE, "a label-free score, or reference together with --reference FILE")
@@ -114,7 +134,7 @@ def run_search(cfg: Config, quiet: bool = False, *, retry_failed: bool = False, 
     space = SearchSpace(cfg.model.generator, dict(cfg.model.params))
     options = cfg.objectives.get(cfg.search.strategy)
     strategy = TimeBudget(STRATEGIES.get(cfg.search.strategy)(space, options, cfg.run.master_seed),
-                          cfg.search.time_budget)
+                          cfg.search.time_budget, cfg.search.clock)
     table = _table(cfg) if cfg.reference.path else None
     data = None
     if not oracle:
@@ -215,16 +235,18 @@ def _round_line(k: int, obs: list[Observation]) -> str:
 
 
 def trajectory(history, table=None) -> list[dict]:
-    """Per evaluated candidate, in order: its score, the best so far, cumulative job seconds."""
+    """Per evaluated candidate, in order: its score, the best so far, cumulative job seconds (wall
+    and CPU)."""
     from unnas.references import structure_of
 
-    out, best, spent = [], -math.inf, 0.0
+    out, best, spent, cpu = [], -math.inf, 0.0, 0.0
     for i, o in enumerate(flatten(history), 1):
-        spent += float(o.metrics.get("seconds", 0.0))
+        spent += job_seconds(o, "wall")
+        cpu += job_seconds(o, "cpu")
         if o.ok and o.score > best:
             best = o.score
         point = {"n": i, "arch_id": o.spec.arch_id, "score": o.score, "status": o.status, "best": best,
-                 "job_seconds": spent}
+                 "job_seconds": spent, "job_cpu_seconds": cpu}
         if table is not None:
             point["reference"] = table.values.get(structure_of(o.spec))
         out.append(point)
@@ -246,7 +268,9 @@ def _finish(cfg, run_dir: Path, history, table, console, t0: float, c0: float, r
     done = [o for o in flatten(history) if o.ok]
     result = {"strategy": cfg.search.strategy, "score": cfg.search.score or "first objective",
               "evaluated": len(traj), "wall_seconds": time.time() - t0, "cpu_seconds": _cpu() - c0,
-              "job_seconds": traj[-1]["job_seconds"] if traj else 0.0, "trajectory": traj}
+              "job_seconds": traj[-1]["job_seconds"] if traj else 0.0,
+              "job_cpu_seconds": traj[-1]["job_cpu_seconds"] if traj else 0.0, "clock": cfg.search.clock,
+              "trajectory": traj}
     if done:
         best = max(done, key=lambda o: (o.score, [-ord(c) for c in o.spec.arch_id]))
         b = {"arch_id": best.spec.arch_id, "spec": best.spec.to_json(), "structure": structure_of(best.spec),

@@ -2,6 +2,7 @@
 ``unnas.rank`` and listed by ``unnas.sample``; bad input is one line with exit status 2."""
 
 import csv
+import itertools
 import json
 
 import pytest
@@ -58,15 +59,73 @@ def test_darts_search_on_the_macro_supernet_gives_a_macro_spec(tmp_path):
 
 @pytest.mark.parametrize("extra,field", [
     (["--method", "nope"], "search method"), (["--method", "darts", "--generator", "randwire-ws"], "--generator"),
-    (["--method", "dmasking", "--generator", "macro"], "--generator"), (["darts.arch_lr=-1"], "darts.arch_lr"),
-    (["darts.nope=1"], "darts.nope"), (["--num-archs", "3"], "--num-archs"), (["--steps", "3"], "--steps"),
-    (["--pretext", "rotation,jigsaw"], "--pretext"), (["dmasking.resolutions=[0]", "--method", "dmasking",
-                                                        "--generator", "fbnet-macro"], "dmasking.resolutions")])
+    (["--method", "dmasking", "--generator", "macro"], "--generator"),
+    (["--method", "darts", "darts.arch_lr=-1"], "darts.arch_lr"), (["--method", "darts", "darts.nope=1"], "darts.nope"),
+    (["--method", "darts", "--num-archs", "3"], "--num-archs"), (["--method", "darts", "--steps", "3"], "--steps"),
+    (["--method", "darts", "--pretext", "rotation,jigsaw"], "--pretext"),
+    (["dmasking.resolutions=[0]", "--method", "dmasking", "--generator", "fbnet-macro"], "dmasking.resolutions"),
+    (["--method", "darts", "--samples", "3"], "--samples"), (["--method", "darts", "--score", "swap"], "--score"),
+    (["--method", "darts", "--no-supervised"], "--no-supervised"),
+    # one command, two kinds of search: exactly one of them
+    (["--method", "darts", "--strategy", "lanas"], "--method"), (["search.method=darts", "--strategy", "lanas"], "--method"),
+    ([], "--strategy"), (["--strategy", "nope"], "unknown strategy"), (["--strategy", "sh"], "unnas.rank"),
+    (["--strategy", "lanas", "--num-archs", "3"], "--num-archs"), (["--strategy", "lanas", "--samples", "0"], "--samples"),
+    (["--strategy", "lanas", "search.clock=gpu"], "search.clock"), (["--strategy", "lanas", "--score", "nope"], "--score"),
+    (["--strategy", "lanas", "--score", "reference"], "--score"), (["--strategy", "lanas", "darts.arch_lr=1"], "darts"),
+    (["--strategy", "lanas", "--time-budget", "-1"], "search.time_budget")])
 def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, extra, field):
     assert main(["--generator", "macro", "--runs-dir", str(tmp_path), *FAST, *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error:") and field in err
     assert not any(tmp_path.iterdir())
+
+
+def _toy_macro_table(path):
+    """Every NAS-Bench-Macro network with a made-up accuracy rising with each layer's choice."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["structure", "accuracy"])
+        for digits in itertools.product("012", repeat=8):
+            w.writerow(["".join(digits), 80 + sum((8 - i) * int(c) for i, c in enumerate(digits)) / 10])
+    return path
+
+
+def test_strategy_search_from_the_command_line_with_a_proxy_score(tmp_path, capsys):
+    args = ["--strategy", "evolution", "--generator", "macro", "--params", "width=0.125", "--pretext", "none",
+            "--proxies", "naswot", "--score", "naswot", "--samples", "4", "--data", "fake", "--runs-dir", str(tmp_path),
+            "--name", "ev", "--seed", "3", "--executor", "local", "--quiet", "data.image_size=16",
+            "evolution.population=2", "evolution.tournament=2"]
+    assert main(args) == 0
+    out = json.loads((tmp_path / "ev" / "search.json").read_text())
+    assert out["strategy"] == "evolution" and out["score"] == "naswot" and out["evaluated"] == 4
+    assert out["job_cpu_seconds"] > 0 and out["clock"] == "wall"
+    rows = list(csv.DictReader((tmp_path / "ev" / "results.csv").open()))
+    assert len(rows) == 4 and {r["objective"] for r in rows} == {"naswot"}
+    assert "best:" in capsys.readouterr().out
+    saved = (tmp_path / "ev" / "config.yaml").read_text()
+    assert "strategy: evolution" in saved and "samples: 4" in saved
+
+
+def test_oracle_strategy_search_with_a_cpu_clock_budget_runs_no_job(tmp_path):
+    table = _toy_macro_table(tmp_path / "t.csv")
+    assert main(["--strategy", "lanas", "--generator", "macro", "--score", "reference", "--reference", str(table),
+                 "--samples", "30", "--runs-dir", str(tmp_path), "--name", "o", "--quiet", "--time-budget", "5",
+                 "--clock", "cpu"]) == 0
+    out = json.loads((tmp_path / "o" / "search.json").read_text())
+    assert out["evaluated"] == 30 and out["clock"] == "cpu"  # the table costs no job time: the budget never ends it
+    assert out["best"]["percentile"] > 90 and not (tmp_path / "o" / "store.sqlite").exists()
+
+
+def test_options_map_onto_one_search_section():
+    from unnas.search.__main__ import options_to_config, parser
+
+    a = parser().parse_intermixed_args(["--strategy", "lanas", "--score", "swap", "--time-budget", "60", "--clock",
+                                        "cpu", "--samples", "7", "--proxies", "swap"])
+    base = options_to_config(a)
+    assert base["search"] == {"strategy": "lanas", "score": "swap", "time_budget": 60.0, "clock": "cpu"}
+    assert "score" not in base.get("eval", {}) and base["run"]["proxies"] == "swap"
+    a = parser().parse_intermixed_args(["--method", "dmasking"])
+    assert options_to_config(a)["search"] == {"method": "dmasking"}
 
 
 @pytest.mark.slow

@@ -87,7 +87,7 @@ def test_bad_search_options_are_refused(tmp_path):
     from unnas.errors import UserError
 
     with pytest.raises(UserError, match="--score"):
-        run_search(_cfg(tmp_path, "x", "search.score=reference"), quiet=True)
+        run_search(_cfg(tmp_path, "x", "search.strategy=random", "search.score=reference"), quiet=True)
     with pytest.raises(UserError, match="unnas.rank"):
         run_search(_cfg(tmp_path, "x", "search.strategy=sh"), quiet=True)
     with pytest.raises(UserError, match="unknown strategy"):

@@ -1,8 +1,9 @@
 """A supernet search as a run folder: the work behind ``python -m unnas.search --method ...``.
 
 Configuration: the sections of ``unnas.rank`` (``data``, ``model``, ``train``, ``eval``, ``run``,
-one per objective) plus ``search`` (``method``) and one section per search method (``darts``,
-``dmasking``: their registered option dataclasses). The ``train`` section of a search has DARTS's
+one per objective) with ``search.method`` (the section :class:`unnas.config.SearchConfig`, shared
+with strategy searches) and one section per search method (``darts``, ``dmasking``: their
+registered option dataclasses). The ``train`` section of a search has DARTS's
 defaults for the weights (:class:`SearchTrainConfig`); the search seed is ``run.master_seed``.
 
 Folder ``runs/<name>/`` (default name ``search-<method>-<generator>-<objective>-<data>-<hash>``):
@@ -48,7 +49,7 @@ class SearchTrainConfig(TrainConfig):
 
 
 @dataclass(frozen=True)
-class SearchConfig:
+class SupernetConfig:
     """Everything a supernet search uses: the core config, the method and its options."""
 
     core: Config
@@ -57,7 +58,6 @@ class SearchConfig:
 
     def to_dict(self) -> dict:
         d = config_mod.to_dict(self.core)
-        d["search"] = {**d["search"], "method": self.method}
         d[self.method] = dataclasses.asdict(self.options)
         return d
 
@@ -68,29 +68,34 @@ def schema():
     cfg.train = OmegaConf.structured(SearchTrainConfig)
     for name in SEARCH_METHODS.names():
         cfg[name] = OmegaConf.structured(SEARCH_METHODS.meta(name)["config"])
-    for key in ("train", "search", *SEARCH_METHODS.names()):
+    for key in ("train", *SEARCH_METHODS.names()):
         OmegaConf.set_readonly(cfg[key], False)
     OmegaConf.set_struct(cfg, True)
     OmegaConf.set_struct(cfg.model.params, False)
     return cfg
 
 
-def load(path: str | Path | None = None, overrides: Iterable[str] = (), base: dict | None = None) -> SearchConfig:
+def load(path: str | Path | None = None, overrides: Iterable[str] = (), base: dict | None = None) -> SupernetConfig:
     """Defaults <- ``base`` (command-line options) <- YAML file <- dotted overrides."""
     node = config_mod.merge_sources(schema(), path, overrides, base)
     method = node.search.method
+    if node.search.strategy:
+        raise UserError("--strategy", node.search.strategy, None,
+                        message="a supernet search (--method) has no strategy; give --method or --strategy, not both")
+    if not method:
+        raise UserError("--method", method, SEARCH_METHODS.names(), message="a supernet search needs a method")
     SEARCH_METHODS.get(method)  # an unknown method lists the registered ones
-    return SearchConfig(config_mod.to_config(node), method, OmegaConf.to_object(node[method]))
+    return SupernetConfig(config_mod.to_config(node), method, OmegaConf.to_object(node[method]))
 
 
-def default_name(sc: SearchConfig) -> str:
+def default_name(sc: SupernetConfig) -> str:
     d = sc.to_dict()
     d["run"] = {"pretext": sc.core.run.pretext, "master_seed": sc.core.run.master_seed}
     h = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:6]
     return f"search-{sc.method}-{sc.core.model.generator}-{sc.core.run.pretext}-{sc.core.data.name}-{h}"
 
 
-def check_saved(run_dir: Path, sc: SearchConfig) -> None:
+def check_saved(run_dir: Path, sc: SupernetConfig) -> None:
     """Refuse a run folder whose ``config.yaml`` holds a search with another method or options
     (the core sections are compared by :func:`unnas.ranking.prepare_run_dir`)."""
     saved = run_dir / "config.yaml"
@@ -110,7 +115,7 @@ def check_saved(run_dir: Path, sc: SearchConfig) -> None:
                                 f"(differs in {', '.join(diff[:4])})")
 
 
-def prepare(sc: SearchConfig) -> Path:
+def prepare(sc: SupernetConfig) -> Path:
     """Create (or reopen) the run folder; refuse one that holds another search."""
     from unnas.ranking import prepare_run_dir
 
@@ -126,7 +131,7 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def validate(sc: SearchConfig) -> None:
+def validate(sc: SupernetConfig) -> None:
     """Everything checkable before data is loaded (one clear error each)."""
     from unnas.ranking import validate as validate_core
     from unnas.search.loop import make_method
@@ -143,7 +148,7 @@ def validate(sc: SearchConfig) -> None:
         raise UserError("--steps", sc.core.train.steps, "--epochs (a search's budget is in epochs)")
 
 
-def run_search(sc: SearchConfig, quiet: bool = False) -> int:
+def run_search(sc: SupernetConfig, quiet: bool = False) -> int:
     """Run (or resume) the search of ``sc`` in its run folder; returns the exit status."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
