@@ -93,3 +93,25 @@ def test_bad_search_options_are_refused(tmp_path):
     with pytest.raises(UserError, match="unknown strategy"):
         run_search(_cfg(tmp_path, "x", "search.strategy=nope"), quiet=True)
     assert not (tmp_path / "x").exists()
+
+
+def test_time_budget_counts_the_clock_it_is_given(toy):
+    from unnas.search_run import TimeBudget
+    from unnas.spec import ArchSpec
+    from unnas.strategies.base import Observation, Proposal, Strategy
+
+    class Always(Strategy):
+        def propose(self, history):
+            return [Proposal(ArchSpec("toy-grid", {"codes": [0, 0], "cards": [2, 2]}, 0))]
+
+    def obs(wall, cpu):
+        return Observation(ArchSpec("toy-grid", {"codes": [0, 0], "cards": [2, 2]}, 0), 0, 1.0, "done",
+                           {"seconds": wall, "cpu_seconds": cpu})
+
+    history = [[obs(4.0, 1.0)], [obs(4.0, 1.5)]]  # 8 wall seconds, 2.5 CPU seconds
+    inner = Always(toy([2, 2]))
+    assert TimeBudget(inner, 8.0, "wall").propose(history) == []
+    assert TimeBudget(inner, 8.5, "wall").propose(history) != []
+    assert TimeBudget(inner, 2.5, "cpu").propose(history) == []
+    assert TimeBudget(inner, 3.0, "cpu").propose(history) != []
+    assert TimeBudget(inner, 0.0, "cpu").propose(history) != []  # 0 = no limit
