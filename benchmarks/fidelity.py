@@ -1,6 +1,6 @@
 """Ranking fidelity against a published table, per CPU-hour; prints one JSON line.
 
-    python benchmarks/fidelity.py --config configs/fidelity.yaml --master-seed 1
+    python benchmarks/fidelity.py --master-seed 1 -- --config configs/fidelity.yaml --params width=1.0
     python benchmarks/fidelity.py --generator nb201 --reference nb201.csv --num-archs 100 \\
         --pretext none --proxies synflow,naswot,jacob_cov
 

@@ -47,14 +47,16 @@ def data_info(cfg) -> DataInfo | None:
 def check_rank(args: list[str]) -> None:
     from unnas import rank
     from unnas.population import sample_population
-    from unnas.ranking import validate
-    from unnas.runner import objectives_of
+    from unnas.ranking import check_scores, validate
+    from unnas.runner import objectives_of, proxies_of
 
     a = rank.parser().parse_intermixed_args(args)
     cfg = config.load(a.config, a.overrides, base=rank.options_to_config(a))
     validate(cfg)
+    check_scores(cfg)  # proxies, their options, ensembles, the budget
     info = data_info(cfg)
-    objectives = objectives_of(cfg)
+    # a proxies-only run (--pretext none) builds its candidates for the proxy loss's input
+    objectives = objectives_of(cfg) or ([cfg.proxy.loss] if proxies_of(cfg) else [])
     if info is not None:
         for name in objectives:
             cls = objective_class(name)

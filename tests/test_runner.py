@@ -49,10 +49,16 @@ def test_ray_addresses_refused(address):
 def test_job_config_carries_only_the_sections_the_run_uses():
     cfg = cfg_with("run.pretext=rotation", "run.supervised=false")
     d = job_config(cfg, threads=3)
-    assert sorted(d) == ["data", "eval", "model", "run", "train"]  # no moco / jigsaw / ... sections
+    assert sorted(d) == ["data", "eval", "model", "proxy", "run", "train"]  # no moco / jigsaw / ... sections
     assert d["train"]["threads"] == 3
     cfg = cfg_with("run.pretext=moco", "moco.queue_size=640")
     assert job_config(cfg)["moco"]["queue_size"] == 640
+    # a proxy run: its proxies' options and the options of the objective whose loss they use
+    cfg = cfg_with("run.pretext=none", "run.proxies=swap,grad_norm", "swap.batch_size=8", "proxy.loss=jigsaw",
+                   "jigsaw.grid=3", "run.supervised=false")
+    d = job_config(cfg)
+    assert sorted(d) == ["data", "eval", "grad_norm", "jigsaw", "model", "proxy", "run", "swap", "train"]
+    assert d["swap"]["batch_size"] == 8 and d["proxy"]["loss"] == "jigsaw" and d["jigsaw"]["grid"] == 3
 
 
 def test_exit_reasons():

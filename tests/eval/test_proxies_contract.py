@@ -193,3 +193,19 @@ def test_scaled_and_images_needed():
     assert images_needed("naswot") == 128 and images_needed("zico") == 256 and images_needed("swap") == 16
     assert images_needed("grad_norm") == images_needed("jacob_cov") == 64 and images_needed("synflow") == 1
     assert images_needed("zico", {"batch_size": 3, "batches": 4}) == 12
+
+
+def test_check_options_refuses_what_a_job_would_fail_on_without_a_network():
+    from eval.proxies import check_options
+    from eval.proxies.patterns import SwapRegOptions
+
+    assert check_options("swap_reg", {"mu": 60.0, "sigma": 400.0}) == SwapRegOptions(mu=60.0, sigma=400.0)
+    assert check_options("synflow") is None
+    for options, words in [({}, "proxy swap_reg option mu"), ({"mu": 1.0}, "proxy swap_reg option sigma"),
+                           ({"mu": float("nan"), "sigma": 1.0}, "proxy swap_reg option mu"),
+                           ({"mu": 1.0, "sigma": -1.0}, "proxy swap_reg option sigma"),
+                           ({"mu": 1.0, "sigma": 1.0, "batch_size": 0}, "a positive integer")]:
+        with pytest.raises(UserError, match=words):
+            check_options("swap_reg", options)
+    with pytest.raises(UserError, match="unknown proxy 'nope'"):
+        check_options("nope")
