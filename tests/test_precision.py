@@ -192,6 +192,17 @@ def test_grouped_convolutions_bfloat16_is_slow_for_run_float32_under_cpu_autocas
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
+def test_3d_convolutions_run_float32_under_cpu_bfloat16_autocast():
+    conv3, conv2 = nn.Conv3d(2, 4, (3, 1, 1), padding=(1, 0, 0)), nn.Conv2d(2, 4, 3, padding=1)
+    model = nn.Sequential(conv3)
+    assert slow_in_bf16(conv3) and slow_in_bf16(conv3, torch.zeros(1, 2, 4, 8, 8))
+    with autocast(model, CPU, "bfloat16"):
+        y3 = conv3(torch.randn(2, 2, 4, 8, 8))
+        y2 = conv2(torch.randn(2, 2, 8, 8))
+    assert y3.dtype == torch.float32 and y2.dtype == torch.bfloat16
+    assert "forward" not in conv3.__dict__
+
+
 # ------------------------------------------------------------------ determinism and resume
 def _cfg(**kw):
     return TrainConfig(**{**dict(epochs=3, batch_size=16, lr=0.05, precise_bn=32, channels_last=True,
