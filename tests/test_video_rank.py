@@ -10,7 +10,8 @@ import pytest
 from unnas.rank import main
 
 VIDEO = ("clip-rotation", "arrow-of-time", "temporal-order", "clip-moco")
-TINY = ["--num-archs", "2", "--steps", "1", "--batch-size", "8", "--quiet", "data.subset_per_class=3",
+TINY = ["--num-archs", "2", "--steps", "1", "--batch-size", "8", "--executor", "local", "--quiet",
+        "data.subset_per_class=3",
         "data.frames=4", "data.test_fraction=0.03", "train.precise_bn=0", "eval.knn_k=5",
         "--params", "width=0.0625", "stem=small"]
 

@@ -13,8 +13,9 @@ from unnas.rank import main
 from unnas.registry import GENERATORS
 from unnas.spec import ArchSpec, build, get_generator
 
+# one process: the executors have their own tests (test_faults, test_layout); starting workers would dominate here
 FAST = ["--data", "digits", "--pretext", "rotation", "--num-archs", "3", "--steps", "1", "--batch-size", "8",
-        "--quiet", "data.subset_per_class=4", "train.precise_bn=0", "eval.knn_k=5"]
+        "--executor", "local", "--quiet", "data.subset_per_class=4", "train.precise_bn=0", "eval.knn_k=5"]
 # fixed parameters that make a candidate cheap where the generator's defaults are not
 CHEAP = {"timm": ["model=resnet10t"], "nb201": ["width=0.25"], "macro": ["width=0.125"],
          "relational-mlp": ["width=64", "nodes=8"], "s3d": ["width=0.0625", "stem=small"]}

@@ -10,7 +10,7 @@ import pytest
 from unnas.rank import main
 
 TINY = ["--generator", "anynet", "--max-params", "30k", "--num-archs", "3", "--steps", "2",
-        "--batch-size", "8", "--quiet", "data.subset_per_class=4", "train.precise_bn=0", "eval.knn_k=5"]
+        "--batch-size", "8", "--executor", "local", "--quiet", "data.subset_per_class=4", "train.precise_bn=0", "eval.knn_k=5"]
 OUTPUTS = ["store.sqlite", "results.csv", "ranking.json", "report.html", "config.yaml", "log.jsonl"]
 
 
