@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from eval.decoupled import GROUPS, METHODS
+from unnas.tracking import json_safe
 
 METHOD_LABELS = {"joint": "Joint", "ncm": "NCM", "crt": "cRT", "tau_norm": "tau-norm", "lws": "LWS"}
 
@@ -91,15 +92,4 @@ def csv_rows(per_arch: dict[str, dict]) -> list[dict]:
 
 
 def dumps(obj) -> str:
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if isinstance(v, np.generic):
-            return v.item()
-        return v
-
-    return json.dumps(clean(obj), indent=2)
+    return json.dumps(json_safe(obj), indent=2)

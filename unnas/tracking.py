@@ -14,13 +14,16 @@ from unnas.errors import UserError
 WANDB_MODES = ("disabled", "offline", "online")
 
 
-def _clean(v: Any) -> Any:
+def json_safe(v: Any) -> Any:
+    """``v`` with non-finite floats as None and numpy scalars as Python numbers (strict JSON)."""
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
+        return {k: json_safe(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
+        return [json_safe(x) for x in v]
+    if hasattr(v, "item") and type(v).__module__ == "numpy":
+        return json_safe(v.item())
     return v
 
 
@@ -41,7 +44,7 @@ class Tracker:
                                     config=config or {}, reinit=True)
 
     def log(self, event: str, **data: Any) -> None:
-        rec = {"time": time.time(), "event": event, **_clean(data)}
+        rec = {"time": time.time(), "event": event, **json_safe(data)}
         with open(self.path, "a") as f:
             f.write(json.dumps(rec, sort_keys=True) + "\n")
         if self.wandb is not None and event in ("job", "epoch"):
