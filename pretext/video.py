@@ -16,6 +16,8 @@ reported accuracy is over all predictions. No label is read.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -69,13 +71,12 @@ class _BinaryClipTask(Objective):
     """Two-way classification of clips against a transformed copy of themselves."""
 
     data_kinds = ("video",)
+    #: ``(normalized clips, generator) -> (2B clips, their 0/1 labels)``, set by each task
+    pair: Callable[[torch.Tensor, torch.Generator | None], tuple[torch.Tensor, torch.Tensor]]
 
     def __init__(self, backbone, info, options=None):
         super().__init__(backbone, info, options)
         self.head = nn.Linear(backbone.num_features, 2)
-
-    def pair(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
 
     def prepare(self, images: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,9 +99,7 @@ class ArrowOfTime(_BinaryClipTask):
     """Forwards (0) or backwards (1)?"""
 
     name = "arrow-of-time"
-
-    def pair(self, x, generator):
-        return reverse_clips(x)
+    pair = staticmethod(lambda x, generator: reverse_clips(x))
 
 
 @OBJECTIVES.register("temporal-order")
@@ -108,6 +107,4 @@ class TemporalOrder(_BinaryClipTask):
     """In order (0) or shuffled (1)?"""
 
     name = "temporal-order"
-
-    def pair(self, x, generator):
-        return shuffle_clips(x, generator)[:2]
+    pair = staticmethod(lambda x, generator: shuffle_clips(x, generator)[:2])
