@@ -20,10 +20,16 @@ network and inputs as ours:
   made a no-op, on the objective wrapped as above (one generator advancing over the two batches).
 
 Networks: NAS-Bench-Macro at width 0.25, weights from ``torch.manual_seed(seed)``, rotation objective;
-32 seeded random uint8 images (3 x 32 x 32); one intra-op thread. Observed relative differences
-ours vs theirs: at most 4.7e-6 (grasp, float32 second-order terms), 4.1e-6 (swap_reg: their size
-factor is float32), 2e-7 for the other gradient proxies; synflow, jacob_cov, naswot and the SWAP
-counts agreed to the last bit.
+32 seeded random uint8 images (3 x 32 x 32); one intra-op thread. Their numbers were recorded on
+an AMD EPYC CPU (AVX512); there the relative differences ours vs theirs were at most 4.7e-6
+(grasp, float32 second-order terms), 4.1e-6 (swap_reg: their size factor is float32), 2e-7 for
+the other gradient proxies, and synflow, jacob_cov, naswot and the SWAP counts agreed to the last
+bit. On an Intel Xeon with AMX, whose oneDNN float32 kernels sum in another order, ours differs
+from the same recorded numbers by up to 5.9e-4 (zico: with two batches ``std g = |g1 - g2| / 2``,
+so weights whose two gradients nearly agree amplify float32 rounding), 1.0e-5 (grasp) and 1.3e-9
+(jacob_cov, a log-determinant of a float32 Jacobian's correlation); the tolerances below cover
+both CPUs. A formula error moves a value far more (zico with the unbiased standard deviation
+instead of the population one: by log(sqrt 2) = 0.35 per layer, percents of the score).
 """
 
 import pytest
@@ -51,12 +57,12 @@ CASES = [
 # (proxy, options, relative tolerance)
 RUNS = {
     "grad_norm": ("grad_norm", {"batch_size": 8}, 1e-6), "snip": ("snip", {"batch_size": 8}, 1e-6),
-    "grasp": ("grasp", {"batch_size": 8}, 1e-5), "fisher": ("fisher", {"batch_size": 8}, 1e-6),
-    "synflow": ("synflow", None, 1e-9), "jacob_cov": ("jacob_cov", {"batch_size": 8}, 1e-9),
+    "grasp": ("grasp", {"batch_size": 8}, 5e-5), "fisher": ("fisher", {"batch_size": 8}, 1e-6),
+    "synflow": ("synflow", None, 1e-9), "jacob_cov": ("jacob_cov", {"batch_size": 8}, 1e-8),
     "naswot": ("naswot", {"batch_size": 16}, 1e-9), "swap_own": ("swap", {"batch_size": 16, "init": "none"}, 0),
     "swap_normal4": ("swap", {"batch_size": 16, "repeats": 4}, 0),
     "swap_reg": ("swap_reg", {"batch_size": 16, "init": "none", "mu": 60.0, "sigma": 400.0}, 1e-5),
-    "zico": ("zico", {"batch_size": 8, "batches": 2}, 1e-6),
+    "zico": ("zico", {"batch_size": 8, "batches": 2}, 2e-3),
 }
 
 
