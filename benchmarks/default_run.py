@@ -59,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                 times.setdefault(side, []).append(time.perf_counter() - t0)
                 cpu.setdefault(side, []).append(_children_cpu() - c0)
                 lines = res.stdout.splitlines()
-                at = next((i for i, ln in enumerate(lines) if "jobs;" in ln), None)
-                headers[side] = " ".join(" ".join(lines[at:at + 2]).split()) if at is not None else ""
+                headers[side] = next((" ".join(ln.split()) for ln in lines if "[executor" in ln), "")
     med = {k: statistics.median(v) for k, v in times.items()}
     out = {"benchmark": "default_run", "median_seconds": {k: round(v, 1) for k, v in med.items()},
            "all_seconds": {k: [round(x, 1) for x in v] for k, v in times.items()},
