@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from unnas.errors import UserError
 
 WANDB_MODES = ("disabled", "offline", "online")
@@ -22,7 +24,7 @@ def json_safe(v: Any) -> Any:
         return {k: json_safe(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [json_safe(x) for x in v]
-    if hasattr(v, "item") and type(v).__module__ == "numpy":
+    if isinstance(v, np.generic):
         return json_safe(v.item())
     return v
 
