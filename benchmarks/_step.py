@@ -15,6 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from unnas.memory_format import to_channels_last  # noqa: E402
 from unnas.objectives.base import DataInfo, build_objective, objective_class  # noqa: E402
 from unnas.precision import autocast  # noqa: E402
 from unnas.spec import ArchSpec, build  # noqa: E402
@@ -61,7 +62,7 @@ class TrainStep:
                  device: torch.device = torch.device("cpu")):
         self.objective, self.precision, self.device = objective, precision, device
         if channels_last:
-            objective.to(memory_format=torch.channels_last)
+            to_channels_last(objective)
         params = [p for p in objective.parameters() if p.requires_grad]
         self.opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
         self.gen = torch.Generator().manual_seed(0)

@@ -29,6 +29,7 @@ from torch import nn
 
 from unnas.data.core import Split
 from unnas.errors import DivergedError, UserError
+from unnas.memory_format import to_channels_last
 from unnas.precision import autocast, resolve_precision
 from unnas.replicas import Replicas
 
@@ -207,13 +208,6 @@ def apply_runtime(cfg) -> None:
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def to_channels_last(module: nn.Module) -> None:
-    """NHWC weights for a 2D network (faster convolutions on CPU); networks with 3D convolutions
-    (5-D weights, which ``channels_last`` cannot hold) are left as they are."""
-    if not any(p.dim() == 5 for p in module.parameters()):
-        module.to(memory_format=torch.channels_last)
 
 
 def budget(n: int, cfg) -> tuple[int, int, int]:

@@ -27,9 +27,12 @@ the other gradient proxies, and synflow, jacob_cov, naswot and the SWAP counts a
 bit. On an Intel Xeon with AMX, whose oneDNN float32 kernels sum in another order, ours differs
 from the same recorded numbers by up to 5.9e-4 (zico: with two batches ``std g = |g1 - g2| / 2``,
 so weights whose two gradients nearly agree amplify float32 rounding), 1.0e-5 (grasp) and 1.3e-9
-(jacob_cov, a log-determinant of a float32 Jacobian's correlation); the tolerances below cover
-both CPUs. A formula error moves a value far more (zico with the unbiased standard deviation
-instead of the population one: by log(sqrt 2) = 0.35 per layer, percents of the score).
+(jacob_cov, a log-determinant of a float32 Jacobian's correlation). On an AMD EPYC with AVX2
+only (no AVX-512), by up to 2.64e-3 (zico, the second network), 1.2e-5 (grasp) and 3.8e-8
+(naswot, the first network: a pre-activation within rounding of zero takes the other sign, so
+one bit of the ReLU codes flips). The tolerances below cover the three CPUs. A formula error
+moves a value far more (zico with the unbiased standard deviation instead of the population one:
+by log(sqrt 2) = 0.35 per layer, percents of the score).
 """
 
 import pytest
@@ -59,10 +62,10 @@ RUNS = {
     "grad_norm": ("grad_norm", {"batch_size": 8}, 1e-6), "snip": ("snip", {"batch_size": 8}, 1e-6),
     "grasp": ("grasp", {"batch_size": 8}, 5e-5), "fisher": ("fisher", {"batch_size": 8}, 1e-6),
     "synflow": ("synflow", None, 1e-9), "jacob_cov": ("jacob_cov", {"batch_size": 8}, 1e-8),
-    "naswot": ("naswot", {"batch_size": 16}, 1e-9), "swap_own": ("swap", {"batch_size": 16, "init": "none"}, 0),
+    "naswot": ("naswot", {"batch_size": 16}, 1e-7), "swap_own": ("swap", {"batch_size": 16, "init": "none"}, 0),
     "swap_normal4": ("swap", {"batch_size": 16, "repeats": 4}, 0),
     "swap_reg": ("swap_reg", {"batch_size": 16, "init": "none", "mu": 60.0, "sigma": 400.0}, 1e-5),
-    "zico": ("zico", {"batch_size": 8, "batches": 2}, 2e-3),
+    "zico": ("zico", {"batch_size": 8, "batches": 2}, 5e-3),
 }
 
 

@@ -32,6 +32,7 @@ from unnas.data.core import Data, Split
 from unnas.engine import JobTimeout, _checkpoints, apply_runtime, budget, latest_checkpoint, make_optimizer, save_atomic
 from unnas.errors import DivergedError, UserError
 from unnas.generators.complexity import complexity
+from unnas.memory_format import to_channels_last
 from unnas.objectives.base import DataInfo, build_objective, objective_class
 from unnas.registry import SEARCH_METHODS
 from unnas.search.base import ArchStep, SearchMethod, SearchResult, Supernet, run_with
@@ -123,7 +124,7 @@ def run_supernet_search(method: str, space: SearchSpace, objective: str, data: D
     obj = build_objective(objective, supernet, info, obj_options)
     obj.to(device)
     if tcfg.channels_last and device.type == "cpu":
-        obj.to(memory_format=torch.channels_last)
+        to_channels_last(obj)
     arch_params = supernet.arch_parameters()
     arch_ids = {id(p) for p in arch_params}
     named = [(n, p) for n, p in obj.named_parameters() if p.requires_grad and id(p) not in arch_ids]
