@@ -23,13 +23,13 @@ AT_RISK_CHANNELS = 16
 
 
 class SubsampledPointwiseConv2d(nn.Conv2d):
-    """A strided 1x1 ``nn.Conv2d`` (no padding, one group) computed as ``x[..., ::s, ::s]`` and a
+    """A strided 1x1 ``nn.Conv2d`` (no padding) computed as ``x[..., ::s, ::s]`` and a
     unit-stride 1x1 convolution: identical output and gradients (each output pixel reads exactly
     the input pixel the stride lands on); parameters, buffers and ``stride`` unchanged."""
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         sh, sw = self.stride
-        return F.conv2d(x[..., ::sh, ::sw], weight, bias, 1, 0, 1, 1)
+        return F.conv2d(x[..., ::sh, ::sw], weight, bias, 1, 0, 1, self.groups)
 
 
 def strided_pointwise_at_risk(m: nn.Module) -> bool:
