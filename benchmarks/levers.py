@@ -4,9 +4,11 @@
     python benchmarks/levers.py --lever hugepages
     python benchmarks/levers.py --lever compile   [--job-steps 80]
     python benchmarks/levers.py --lever batch     [--batches 64,128,256]
+    python benchmarks/levers.py --lever shifted-grad --population macro --objective moco --batch 128
 
 Every candidate of the population (``randwire-ws``: the default population on ``digits`` at
-16 px, or the same generator on 32 px CIFAR-10 images) trains ``--steps`` steps of ``--objective``
+16 px, or the same generator on 32 px CIFAR-10 images; ``macro``: NAS-Bench-Macro networks drawn
+uniformly, at width 1, on 32 px CIFAR-10 images) trains ``--steps`` steps of ``--objective``
 exactly as the engine does (``_step.TrainStep``), in ``--precision``:
 
 * ``precision``: float32 against bfloat16 autocast (alternating, median step time per candidate);
@@ -18,6 +20,9 @@ exactly as the engine does (``_step.TrainStep``), in ``--precision``:
   compile time is real) against eager; a job's cost is ``compile time + job_steps x step``
   (``--job-steps``: the default job, 4 epochs of 20 steps on digits).
 * ``batch``: images per second at each batch size (alternating, median).
+* ``shifted-grad``: bfloat16 weight gradients by shifted matrix products where
+  :func:`unnas.conv_grad.uses_shifted_grad` picks them (what the engine does) against oneDNN's
+  kernel for every layer (alternating, median step time per candidate).
 
 Times are CPU seconds of the one-threaded training process (``--threads 1``; the compile time
 includes the C++ compiler processes inductor starts, compiling in one thread), which a machine
@@ -63,7 +68,8 @@ def population(name: str, n: int):
         from _step import images_and_info
 
         images, labels, info, _ = images_and_info(4096)
-    specs = sample_population("randwire-ws", n, 0, {}, in_channels=info.channels, image_size=info.image_size[0])
+    gen, base = ("macro", {"width": 1.0}) if name == "macro" else ("randwire-ws", {})
+    specs = sample_population(gen, n, 0, base, in_channels=info.channels, image_size=info.image_size[0])
     return specs, images, labels, info
 
 
@@ -208,6 +214,31 @@ def lever_precision(a) -> dict:
             **_verdict(per["float32"], per["bfloat16"])}
 
 
+def lever_shifted_grad(a) -> dict:
+    """Per candidate: CPU seconds of a step with the engine's layers (shifted-product weight
+    gradients where the rule picks them) and with every convolution left to oneDNN."""
+    from torch import nn
+
+    from unnas.conv_grad import ShiftedGradConv2d
+
+    prec = _precision(a)
+    specs, images, labels, info = population(a.population, a.num_archs)
+    sides = ("onednn", "shifted")
+    per: dict[str, dict[str, float]] = {s: {} for s in sides}
+    for spec in specs:
+        steps = {s: TrainStep(objective_for(a.objective, spec, info), prec) for s in sides}
+        for m in steps["onednn"].objective.modules():
+            if type(m) is ShiftedGradConv2d:
+                m.__class__ = nn.Conv2d
+        bs = {s: iter(_batches(images, labels, a.batch, a.repeats + 1)) for s in sides}
+        cpu: dict = {}
+        alternate({s: (lambda s=s: steps[s](*next(bs[s]))) for s in sides}, a.repeats, cpu=cpu)
+        for s in sides:
+            per[s][spec.arch_id] = statistics.median(cpu[s])
+    return {"precision": prec, "step_cpu_s": {s: {x: round(v, 4) for x, v in d.items()} for s, d in per.items()},
+            **_verdict(per["onednn"], per["shifted"])}
+
+
 def lever_batch(a) -> dict:
     prec = _precision(a)
     specs, images, labels, info = population(a.population, a.num_archs)
@@ -228,8 +259,8 @@ def lever_batch(a) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--lever", choices=["precision", "hugepages", "compile", "batch"])
-    p.add_argument("--population", choices=["digits", "cifar"], default="digits")
+    p.add_argument("--lever", choices=["precision", "hugepages", "compile", "batch", "shifted-grad"])
+    p.add_argument("--population", choices=["digits", "cifar", "macro"], default="digits")
     p.add_argument("--num-archs", type=int, default=4)
     p.add_argument("--objective", default="rotation")
     p.add_argument("--steps", type=int, default=6, help="timed steps per candidate (after one untimed)")
@@ -252,7 +283,7 @@ def main(argv=None) -> int:
     if not a.lever:
         p.error("--lever is required")
     res = {"precision": lever_precision, "hugepages": lever_hugepages, "compile": lever_compile,
-           "batch": lever_batch}[a.lever](a)
+           "batch": lever_batch, "shifted-grad": lever_shifted_grad}[a.lever](a)
     print(json.dumps({"benchmark": "levers", "lever": a.lever, "population": a.population, "num_archs": a.num_archs,
                       "objective": a.objective, "steps": a.steps, "batch": a.batch, "threads": a.threads,
                       "repeats": a.repeats, "torch": torch.__version__, "loadavg_1m": round(os.getloadavg()[0], 2),

@@ -9,6 +9,8 @@ steps (NAS-Bench-Macro at width 0.125 has such a shortcut); the report also show
 weight gradients on another CPU. :func:`to_channels_last` therefore computes every such layer as
 what it is, a subsample followed by a unit-stride 1x1 convolution (:class:`SubsampledPointwiseConv2d`):
 the same values and gradients, the same parameters and state-dict keys, and never that kernel.
+Every other plain dense convolution becomes a :class:`~unnas.conv_grad.ShiftedGradConv2d`, whose
+bfloat16 weight gradient on few output pixels avoids oneDNN's slow kernel (:mod:`unnas.conv_grad`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from unnas.conv_grad import ShiftedGradConv2d, eligible
 
 #: input channels below which a strided 1x1 convolution is computed by subsampling (the
 #: largest channel block of oneDNN's x86 kernels, AVX-512's)
@@ -41,10 +45,13 @@ def strided_pointwise_at_risk(m: nn.Module) -> bool:
 def to_channels_last(module: nn.Module) -> nn.Module:
     """NHWC weights for a 2D network (faster convolutions on CPU), its at-risk strided 1x1
     convolutions computed by subsampling; networks with 3D convolutions (5-D weights, which
-    ``channels_last`` cannot hold) are left as they are. Returns ``module`` (changed in place)."""
+    ``channels_last`` cannot hold) are left as they are; the other dense convolutions take their
+    small-output bfloat16 weight gradients by shifted products. Returns ``module`` (changed in place)."""
     if any(p.dim() == 5 for p in module.parameters()):
         return module
     for m in module.modules():
         if strided_pointwise_at_risk(m):
             m.__class__ = SubsampledPointwiseConv2d
+        elif eligible(m):
+            m.__class__ = ShiftedGradConv2d
     return module.to(memory_format=torch.channels_last)

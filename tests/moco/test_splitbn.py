@@ -121,3 +121,39 @@ def test_shuffled_forward_returns_rows_in_the_original_order():
     b = shuffled_forward(first_half_mean, x, torch.Generator().manual_seed(1))
     torch.testing.assert_close(a, b)
     assert not torch.allclose(a, first_half_mean(x))
+
+
+@pytest.mark.parametrize("affine,track", [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_channels_last_split_bn_equals_batch_norm_of_each_chunk(affine, track, dtype):
+    """One output written chunk by chunk: the values and input gradient of concatenating
+    ``F.batch_norm`` of each chunk, bit for bit; parameter gradients and running statistics too."""
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(12, 5, 3, 4, generator=gen, dtype=torch.float64) * 2 + 1).to(dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    g = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(dtype)
+    pdt = torch.float64 if dtype == torch.float64 else torch.float32
+    ref_bn = nn.BatchNorm2d(5, affine=affine, track_running_stats=track).to(pdt)
+    if affine:
+        with torch.no_grad():
+            ref_bn.weight.uniform_(0.5, 1.5, generator=gen)
+            ref_bn.bias.normal_(generator=gen)
+    bn = nn.BatchNorm2d(5, affine=affine, track_running_stats=track).to(pdt)
+    bn.load_state_dict(ref_bn.state_dict())
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    chunks = xa.split(4)
+    rms = [ref_bn.running_mean.clone() if track else None for _ in chunks]
+    rvs = [ref_bn.running_var.clone() if track else None for _ in chunks]
+    ref = torch.cat([torch.nn.functional.batch_norm(c, m, v, ref_bn.weight, ref_bn.bias, True, 0.1, 1e-5)
+                     for c, m, v in zip(chunks, rms, rvs)])
+    ref.backward(g)
+    out = split_batch_norm(xb, bn, 3)
+    out.backward(g)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, ref) and torch.equal(xb.grad, xa.grad)
+    if affine:
+        torch.testing.assert_close(bn.weight.grad, ref_bn.weight.grad)
+        torch.testing.assert_close(bn.bias.grad, ref_bn.bias.grad)
+    if track:
+        torch.testing.assert_close(bn.running_mean, torch.stack(rms).mean(0), rtol=0, atol=0)
+        torch.testing.assert_close(bn.running_var, torch.stack(rvs).mean(0), rtol=0, atol=0)
