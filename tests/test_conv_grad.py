@@ -95,6 +95,9 @@ def test_rule_picks_only_small_bfloat16_training_calls():
         assert not uses_shifted_grad(thin, torch.randn(2, 32, 4, 4))  # few input channels
         narrow = ShiftedGradConv2d(128, 64, 3, 1, 1)
         assert not uses_shifted_grad(narrow, torch.randn(2, 128, 4, 4))  # few output channels
+        pointwise = ShiftedGradConv2d(16, 32, 1, 2)
+        assert uses_shifted_grad(pointwise, torch.randn(2, 16, 8, 8))  # 1x1 on 4 x 4 outputs, any width
+        assert not uses_shifted_grad(pointwise, torch.randn(2, 16, 16, 16))  # 1x1 on 8 x 8
     assert uses_shifted_grad(conv.bfloat16(), x4.bfloat16())  # a bfloat16 model without autocast
 
 
