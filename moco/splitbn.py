@@ -128,7 +128,7 @@ class _ChunkedBatchNorm(torch.autograd.Function):
             dbs.append(db)
         gw = torch.stack(dws).sum(0) if mask[1] else None
         gb = torch.stack(dbs).sum(0) if mask[2] else None
-        return gx if mask[0] else None, gw, gb, None, None, None, None, None
+        return gx, gw, gb, None, None, None, None, None
 
 
 @contextlib.contextmanager

@@ -118,7 +118,7 @@ class ShiftedGradConv2d(nn.Conv2d):
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if not uses_shifted_grad(self, x):
             return super()._conv_forward(x, weight, bias)
-        dt = compute_dtype(x, weight)
+        dt = torch.bfloat16  # what uses_shifted_grad checked the call runs in
         args = (x.to(dt), weight.to(dt), None if bias is None else bias.to(dt))
         with torch.autocast(device_type=x.device.type, enabled=False):
             return _ShiftedGradConv.apply(*args, self.stride, self.padding)
