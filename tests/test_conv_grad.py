@@ -101,6 +101,23 @@ def test_rule_picks_only_small_bfloat16_training_calls():
     assert uses_shifted_grad(conv.bfloat16(), x4.bfloat16())  # a bfloat16 model without autocast
 
 
+def test_a_float64_model_under_bfloat16_autocast_stays_float64():
+    """Autocast leaves float64 tensors alone, so the layer must too: same dtype, values and gradients
+    as ``nn.Conv2d`` (a float64 BatchNorm after it rejects a bfloat16 input)."""
+    torch.manual_seed(0)
+    conv = ShiftedGradConv2d(512, 512, 3, 1, 1, bias=False).double()
+    ref = nn.Conv2d(512, 512, 3, 1, 1, bias=False).double()
+    ref.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 512, 4, 4, dtype=torch.float64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not uses_shifted_grad(conv, x)
+        y, y0 = conv(x), ref(x)
+        net = nn.Sequential(conv, nn.BatchNorm2d(512).double())
+        net(x).sum().backward()
+    assert y.dtype == torch.float64
+    torch.testing.assert_close(y, y0, rtol=0, atol=0)
+
+
 def test_to_channels_last_swaps_plain_dense_convolutions_only():
     net = nn.Sequential(nn.Conv2d(4, 8, 1, 2), nn.Conv2d(8, 8, 3, 1, 1), nn.Conv2d(8, 8, 3, groups=2),
                         nn.Conv2d(8, 8, 3, dilation=2), nn.Conv2d(8, 8, 3, padding="same"),

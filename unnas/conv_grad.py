@@ -85,8 +85,9 @@ def eligible(m: nn.Module) -> bool:
 
 
 def compute_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
-    """The dtype a convolution of ``x`` runs in: autocast's on ``x``'s device when it is on, else the inputs'."""
-    if torch.is_autocast_enabled(x.device.type):
+    """The dtype a convolution of ``x`` runs in: autocast's on ``x``'s device when it is on and would
+    cast the inputs (autocast leaves float64 tensors alone), else the inputs'."""
+    if torch.is_autocast_enabled(x.device.type) and torch.float64 not in (x.dtype, weight.dtype):
         return torch.get_autocast_dtype(x.device.type)
     return torch.promote_types(x.dtype, weight.dtype)
 
