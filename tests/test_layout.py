@@ -82,3 +82,28 @@ def test_run_header_names_the_layout_and_the_precision(tmp_path, capsys):
     assert precision.train.precision in ("float32", "bfloat16")  # resolved, never "auto", in the stored config
     assert (f"[executor local (auto, {cores} cores), {cores} thread(s) per job, {precision.train.precision}]"
             in " ".join(out.split()))
+
+
+@pytest.mark.parametrize("overrides, want", [
+    (["run.pretext=rotation", "train.precision=bfloat16"], "bfloat16"),
+    (["run.pretext=rotation", "train.precision=bfloat16", "run.proxies=synflow"], "bfloat16, proxies full precision"),
+    (["run.pretext=none", "run.supervised=false", "train.precision=bfloat16", "run.proxies=synflow,naswot"],
+     "proxies full precision"),
+    (["run.pretext=none", "run.supervised=true", "train.precision=float32", "run.proxies=naswot"],
+     "float32, proxies full precision"),  # the supervised reference still trains
+    (["run.pretext=rotation", "train.precision=float32", "run.proxies=params,flops"], "float32"),  # counted, not jobs
+])
+def test_run_header_says_what_the_jobs_compute_in(overrides, want):
+    from unnas.session import job_precisions
+
+    assert job_precisions(cfg_with(*overrides)) == want
+
+
+def test_a_proxy_only_run_header_says_nothing_trains(tmp_path, capsys):
+    from unnas.rank import main
+
+    argv = ["--runs-dir", str(tmp_path), "--name", "p", "--num-archs", "1", "--no-supervised", "--quiet",
+            "--pretext", "none", "--proxies", "synflow", *TINY]
+    assert main(argv) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1 candidates x 1 seed(s); no training [executor" in out and "per job, proxies full precision]" in out

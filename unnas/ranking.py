@@ -295,6 +295,7 @@ def _run_locked(cfg, run_dir, data, specs, objectives, rungs, console, quiet, re
                       f"objectives={','.join(objectives) or 'none'}" + (f"  proxies={','.join(proxies)}" if proxies else "")
                       + (f"  reference={cfg.reference.path}" if cfg.reference.path else ""))
         budget = (f"successive halving: rungs {rungs} epochs, eta {cfg.budget.eta}" if rungs
+                  else "no training" if not objectives
                   else f"{cfg.train.steps} steps" if cfg.train.steps else f"{cfg.train.epochs} epochs")
         console.print(f"{len(specs)} candidates x {cfg.run.seeds} seed(s); {budget}  {ses.layout}")
         line, heavy = complexity_summary(specs, objective_class((objectives or [cfg.proxy.loss])[0]).input_channels(

@@ -19,9 +19,27 @@ from unnas import config as config_mod
 from unnas.config import Config
 from unnas.executors import Hooks, available_cores, make_executor, run_layout
 from unnas.lock import Claims
-from unnas.runner import RETRY_STATUSES, JobContext, data_key, discard_checkpoints, job_config
+from unnas.runner import (
+    RETRY_STATUSES,
+    JobContext,
+    data_key,
+    discard_checkpoints,
+    job_config,
+    pretexts_of,
+    proxies_of,
+    wants_supervised,
+)
 from unnas.store import Store
 from unnas.tracking import Tracker
+
+
+def job_precisions(cfg: Config) -> str:
+    """What a run's jobs compute in, for its header: the resolved ``train.precision`` of the training
+    jobs; proxies never run under autocast (float32; synflow float64)."""
+    if not proxies_of(cfg):
+        return cfg.train.precision
+    training = bool(pretexts_of(cfg)) or wants_supervised(cfg)
+    return f"{cfg.train.precision}, proxies full precision" if training else "proxies full precision"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -70,7 +88,7 @@ class Session:
         ex = self.executor_name
         par = ("" if ex == "local" else f" x {self.workers} workers") + (
             f" (auto, {available_cores()} cores)" if self.cfg.run.executor == "auto" else "")
-        return f"\\[executor {ex}{par}, {self.threads or 'default'} thread(s) per job, {self.cfg.train.precision}]"
+        return f"\\[executor {ex}{par}, {self.threads or 'default'} thread(s) per job, {job_precisions(self.cfg)}]"
 
     def close(self) -> None:
         if self.claims is not None:
