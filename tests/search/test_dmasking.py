@@ -146,7 +146,7 @@ def test_flops_aware_loss_is_fbnets_formula_and_pushes_towards_cheaper_choices()
     loss = torch.tensor(1.5)
     flops = float(net.expected_flops((32, 32)).detach())
     out = method.arch_loss(net, loss, (32, 32))
-    assert math.isclose(float(out), 1.5 * 0.2 * math.log(flops) ** 0.6, rel_tol=1e-6)
+    assert math.isclose(out.item(), 1.5 * 0.2 * math.log(flops) ** 0.6, rel_tol=1e-6)
     out.backward()
     g = net.alphas["expansions"].grad  # columns: expansion 0, 3, 6
     assert (g[:, 2] > g[:, 0]).all()  # raising the widest expansion's logit raises the loss
