@@ -19,16 +19,7 @@ from unnas import config as config_mod
 from unnas.config import Config
 from unnas.executors import Hooks, available_cores, make_executor, run_layout
 from unnas.lock import Claims
-from unnas.runner import (
-    RETRY_STATUSES,
-    JobContext,
-    data_key,
-    discard_checkpoints,
-    job_config,
-    pretexts_of,
-    proxies_of,
-    wants_supervised,
-)
+from unnas.runner import RETRY_STATUSES, JobContext, data_key, discard_checkpoints, job_config, objectives_of, proxies_of
 from unnas.store import Store
 from unnas.tracking import Tracker
 
@@ -38,8 +29,7 @@ def job_precisions(cfg: Config) -> str:
     jobs; proxies never run under autocast (float32; synflow float64)."""
     if not proxies_of(cfg):
         return cfg.train.precision
-    training = bool(pretexts_of(cfg)) or wants_supervised(cfg)
-    return f"{cfg.train.precision}, proxies full precision" if training else "proxies full precision"
+    return f"{cfg.train.precision}, proxies full precision" if objectives_of(cfg) else "proxies full precision"
 
 
 def write_atomic(path: Path, text: str) -> None:
