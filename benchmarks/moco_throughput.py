@@ -66,7 +66,7 @@ class Ours:
     channels-last, the run's precision, SGD)."""
 
     def __init__(self, images: np.ndarray, args, mean, std, precision: str):
-        from moco.objective import MocoOptions
+        from unnas.moco.objective import MocoOptions
         from unnas.objectives.base import DataInfo, build_objective
 
         info = DataInfo(3, 10, (32, 32), mean, std)

@@ -8,7 +8,7 @@
 ``torch.manual_seed(seed * 6561 + index)``), each with a rotation objective (the default label-free
 loss). Every proxy sees the same fixed batch of CIFAR-10 training images (drawn with the same seed;
 ``../shared/data``, see ``benchmarks/_cifar.py``), no label. ``swap_reg`` is centred on the drawn
-population's sizes (:func:`eval.proxies.patterns.population_prior`: parameter counts only).
+population's sizes (:func:`unnas.eval.proxies.patterns.population_prior`: parameter counts only).
 
 Per network, the baseline ``train_step`` (forward and backward of the rotation loss on 32 images,
 one step of UnNAS's CIFAR-10 rotation recipe) is timed first, then every proxy; a proxy's cost is reported as the
@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from eval.proxies import NonFiniteProxy, ProxyInput, compute_proxy, images_needed, scaled
-from eval.proxies.patterns import population_prior
+from unnas.eval.proxies import NonFiniteProxy, ProxyInput, compute_proxy, images_needed, scaled
+from unnas.eval.proxies.patterns import population_prior
 from unnas.generators.complexity import complexity
 from unnas.generators.macro import N_ARCHS, arch_index, from_index
 from unnas.objectives import DataInfo, build_objective

@@ -6,7 +6,7 @@ augmented views, the view seed). A changed weight or a different split can never
 entry. Entries are ``<key>.pt`` files holding one float32 tensor (loaded with
 ``weights_only=True``) plus a ``<key>.json`` with human-readable labels (checkpoint, split).
 
-Extraction goes through :func:`eval.features.extract_features` (eval mode, no gradients); the
+Extraction goes through :func:`unnas.eval.features.extract_features` (eval mode, no gradients); the
 network's weights, buffers and ``training`` flags are exactly as before afterwards.
 """
 
@@ -56,7 +56,7 @@ def cached_features(objective: nn.Module, images: torch.Tensor, *, cache_dir: st
                     _key_extra: str = "") -> torch.Tensor:
     """Pooled eval features ``(N, D)`` of ``images`` (uint8), read from / written to ``cache_dir``
     (no caching when ``None``). ``label`` is stored next to the entry for humans only."""
-    from eval.features import extract_features
+    from unnas.eval.features import extract_features
 
     path = None
     if cache_dir is not None:

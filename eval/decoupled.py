@@ -5,7 +5,7 @@ Stage 1 trains a backbone and a linear classifier ``(W, b)`` ("joint") on long-t
 features ``(N, D)`` of the train / val / test splits and never sees a network:
 
 * ``joint``: ``W x + b`` as trained;
-* ``ncm``: nearest class mean on centred, L2-normalized features (:mod:`eval.ncm`);
+* ``ncm``: nearest class mean on centred, L2-normalized features (:mod:`unnas.eval.ncm`);
 * ``crt``: classifier re-trained from scratch with class-balanced sampling (:func:`crt`);
 * ``tau_norm``: ``w_i / ||w_i||^tau``, bias dropped, ``tau`` from ``linspace(0, 2, 21)`` chosen
   on the validation split (ties: the smaller tau) (:func:`tau_normalize`, :func:`select_tau`,
@@ -37,9 +37,9 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from eval.linear import LinearClassifier, fit_linear, top1, train_sgd
-from eval.ncm import fit_ncm
-from eval.samplers import Sampler, class_balanced, get_sampler
+from unnas.eval.linear import LinearClassifier, fit_linear, top1, train_sgd
+from unnas.eval.ncm import fit_ncm
+from unnas.eval.samplers import Sampler, class_balanced, get_sampler
 from unnas.errors import UserError
 from unnas.registry import EVALUATORS
 

@@ -12,7 +12,7 @@ Everything here is a function of feature tensors; nothing touches a backbone. Co
   training mean / std (kept in the classifier), so the decay acts on the standardized scale.
   Optimizers: full-batch L-BFGS (strong Wolfe line search,
   deterministic) or mini-batch SGD with momentum and a cosine schedule whose batches come from a
-  sampler of :mod:`eval.samplers` (class-balanced for cRT). Weights start at zero (the problem is
+  sampler of :mod:`unnas.eval.samplers` (class-balanced for cRT). Weights start at zero (the problem is
   convex), so the only randomness is the SGD batch order from the explicit generator.
 * :func:`linear_probe` picks the weight decay with the best validation top-1 (ties: the larger
   decay) and reports validation and test top-1 of that classifier.
@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from eval.samplers import Sampler, instance_balanced
+from unnas.eval.samplers import Sampler, instance_balanced
 from unnas.errors import UserError
 from unnas.registry import EVALUATORS
 
@@ -188,9 +188,9 @@ def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, val_feat
 
 def probe_objective(objective, data, *, cache_dir=None, batch_size: int = 256, device="cpu", **probe_kwargs) -> dict:
     """Linear probe of a frozen network on ``data`` (train / val / test splits): features through
-    :func:`eval.cache.cached_features` (eval mode, no gradients), then :func:`linear_probe`.
+    :func:`unnas.eval.cache.cached_features` (eval mode, no gradients), then :func:`linear_probe`.
     The network's weights, BN running statistics and train/eval flags are left as they were."""
-    from eval.cache import cached_features
+    from unnas.eval.cache import cached_features
 
     f = {s: cached_features(objective, getattr(data, s).images, cache_dir=cache_dir, batch_size=batch_size,
                             device=device, label={"split": s}) for s in ("train", "val", "test")}

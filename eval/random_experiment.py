@@ -11,7 +11,7 @@ from typing import Any, Iterable
 import numpy as np
 from scipy.special import gammaln
 
-from eval.correlation import _CHUNK, _NAN, _paired
+from unnas.eval.correlation import _CHUNK, _NAN, _paired
 
 
 # --------------------------------------------------------------------------- #

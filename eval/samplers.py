@@ -4,7 +4,7 @@ A sampler is a callable ``sampler(labels, epoch, generator) -> indices``: ``labe
 label vector of the training split, ``epoch`` counts from 0 and ``generator`` is the explicit
 ``torch.Generator`` all randomness comes from. It returns an int64 index tensor for one epoch of
 ``len(labels)`` draws. The engine (``unnas.engine.train(..., sampler=...)``) and the stage-2
-classifier trainers in :mod:`eval.linear` / :mod:`eval.decoupled` both accept one.
+classifier trainers in :mod:`unnas.eval.linear` / :mod:`unnas.eval.decoupled` both accept one.
 
 The samplers draw class ``j`` with probability ``p_j = n_j^q / sum_k n_k^q`` (``n_j`` training
 images of class ``j``), then an image of that class uniformly:

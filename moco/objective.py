@@ -52,11 +52,11 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from moco.augment import ViewConfig, augment_view, scale_for_size, two_views
-from moco.encoder import ema_update, embed, momentum_copy, projection_head
-from moco.loss import info_nce, instance_accuracy
-from moco.queue import KeyQueue, distributed_world, gather_keys
-from moco.splitbn import encode_split, shuffled_forward
+from unnas.moco.augment import ViewConfig, augment_view, scale_for_size, two_views
+from unnas.moco.encoder import ema_update, embed, momentum_copy, projection_head
+from unnas.moco.loss import info_nce, instance_accuracy
+from unnas.moco.queue import KeyQueue, distributed_world, gather_keys
+from unnas.moco.splitbn import encode_split, shuffled_forward
 from unnas.data.augment import channel_shape
 from unnas.errors import UserError
 from unnas.objectives.base import Objective
@@ -310,10 +310,10 @@ class Moco(Objective):
     @torch.no_grad()
     def heldout_score(self, split, batch_size: int, seed: int, device: torch.device) -> float:
         """Label-free held-out score: top-1 retrieval of every held-out image's second augmented view
-        among the first views of all held-out images (:func:`eval.retrieval.view_retrieval_accuracy`),
+        among the first views of all held-out images (:func:`unnas.eval.retrieval.view_retrieval_accuracy`),
         on the query backbone's pooled features in eval mode, views drawn with a generator seeded
         with ``seed``. Nothing is changed (eval mode, no gradients, no enqueue)."""
-        from eval.retrieval import view_retrieval_accuracy
+        from unnas.eval.retrieval import view_retrieval_accuracy
 
         was = self.training
         self.eval()

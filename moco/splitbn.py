@@ -32,7 +32,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from moco.queue import distributed_world
+from unnas.moco.queue import distributed_world
 
 
 def batch_norm_layers(module: nn.Module) -> list[_BatchNorm]:

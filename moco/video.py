@@ -3,10 +3,10 @@
 Each stored clip ``(T, C, H, W)`` is a video; a training step cuts two windows of
 ``clip_frames`` consecutive frames from it at independently drawn offsets (they may overlap;
 ``clip_frames = T`` makes them the same frames) and augments each window with MoCo's view
-augmentation (:func:`moco.augment.augment_view`), one set of random parameters per window for all
+augmentation (:func:`unnas.moco.augment.augment_view`), one set of random parameters per window for all
 its frames (a crop, a jitter, a flip of the whole window). Query and key are the two windows;
 everything else (queue, momentum encoder, split BN, presets, the ``moco`` options) is
-:class:`moco.objective.Moco`'s. Features for evaluation are those of the centre window, as the
+:class:`unnas.moco.objective.Moco`'s. Features for evaluation are those of the centre window, as the
 network saw windows of that length in training. No label is read.
 """
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from moco.augment import ViewConfig, augment_view
-from moco.objective import Moco, MocoOptions
+from unnas.moco.augment import ViewConfig, augment_view
+from unnas.moco.objective import Moco, MocoOptions
 from unnas.errors import UserError
 from unnas.objectives.base import DataInfo
 from unnas.registry import OBJECTIVES

@@ -7,7 +7,7 @@ each pixel's quantized ab colour.
 * Target: the pixel's ab value quantized to the nearest in-gamut bin of grid size 10, one class
   per bin, hard labels, no class rebalancing. ``gamut="centre"`` (default): the 229 bins hit by
   8-bit sRGB colours whose centre is itself an sRGB colour; ``gamut="hit"``: all 261 bins hit
-  (:func:`pretext.color.ab_gamut`).
+  (:func:`unnas.pretext.color.ab_gamut`).
 * Head: a 1x1 convolution on the backbone's feature map (``forward_features``), bilinear
   upsampling of the logits to the input size, per-pixel cross-entropy. The reported accuracy is
   the per-pixel bin accuracy over ``n = B * H * W`` pixels.
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pretext.color import GAMUTS, ab_gamut, quantize_ab, uint8_to_lab
+from unnas.pretext.color import GAMUTS, ab_gamut, quantize_ab, uint8_to_lab
 from unnas.data.augment import random_flip
 from unnas.errors import UserError
 from unnas.objectives.base import DataInfo, Objective

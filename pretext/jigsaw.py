@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pretext.color import rgb_to_gray
+from unnas.pretext.color import rgb_to_gray
 from unnas.data.augment import random_flip
 from unnas.errors import UserError
 from unnas.objectives.base import DataInfo, Objective, accuracy

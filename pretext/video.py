@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pretext.rotation import Rotation
+from unnas.pretext.rotation import Rotation
 from unnas.objectives.base import Objective, accuracy
 from unnas.registry import OBJECTIVES
 

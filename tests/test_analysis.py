@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from eval.correlation import agreement
-from eval.random_experiment import random_experiment
+from unnas.eval.correlation import agreement
+from unnas.eval.random_experiment import random_experiment
 from unnas.analysis import (
     RunInfo,
     agreement_by_generator,

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from pretext.rotation import Rotation
+from unnas.pretext.rotation import Rotation
 from unnas.precision import cpu_bf16_fast
 from unnas.registry import OBJECTIVES
 from unnas.runner import stored_results

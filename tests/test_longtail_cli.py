@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import unnas.longtail_run as lt_run
-from eval.samplers import class_balanced, instance_balanced
+from unnas.eval.samplers import class_balanced, instance_balanced
 from unnas.config import DataConfig
 from unnas.data import load_dataset, longtail_counts
 from unnas.longtail import main

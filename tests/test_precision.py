@@ -134,8 +134,8 @@ def test_colorization_lab_maths_stays_float32_under_autocast(rgb):
 
 
 def test_moco_embeddings_and_logits_stay_float32_under_autocast():
-    from moco.encoder import embed, projection_head
-    from moco.loss import info_nce_logits
+    from unnas.moco.encoder import embed, projection_head
+    from unnas.moco.loss import info_nce_logits
 
     g = torch.Generator().manual_seed(0)
     q = nn.functional.normalize(torch.randn(8, 16, generator=g), dim=1)

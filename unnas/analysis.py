@@ -17,9 +17,9 @@ from typing import Iterable
 
 import numpy as np
 
-from eval.correlation import agreement
-from eval.edf import ks
-from eval.random_experiment import random_experiment
+from unnas.eval.correlation import agreement
+from unnas.eval.edf import ks
+from unnas.eval.random_experiment import random_experiment
 from unnas.errors import UserError
 from unnas.runner import SUPERVISED
 from unnas.scores import BASELINES, REFERENCE, Column, Ranking, build_ranking, parse_ensemble  # noqa: F401
@@ -128,7 +128,7 @@ def compare_objectives(rk: Ranking, baselines: Iterable[str] = BASELINES, n_boot
                        seed: int = 0) -> list[dict]:
     """One row per score column (objectives, ensembles, rungs, proxies, probes, the complexity
     baselines; ``supervised`` when a table is the reference), each with its agreement with the
-    reference (``eval.correlation.agreement``).
+    reference (``unnas.eval.correlation.agreement``).
 
     Row keys: ``name``, ``kind`` (the column's kind), ``uses_labels``, ``agreement`` and
     ``noise_ceiling`` (seed-to-seed Spearman of that column; NaN for baselines and single-seed runs).
@@ -251,7 +251,7 @@ def _is_rung_order(rk: Ranking, name: str) -> bool:
 
 
 def ks_pairs(populations: dict[str, dict[str, np.ndarray]]) -> list[dict]:
-    """Two-sample KS test (``eval.edf.ks``) between every pair of populations' errors."""
+    """Two-sample KS test (``unnas.eval.edf.ks``) between every pair of populations' errors."""
     out = []
     for a, b in combinations(sorted(populations), 2):
         ea, eb = populations[a]["error"], populations[b]["error"]
@@ -261,7 +261,7 @@ def ks_pairs(populations: dict[str, dict[str, np.ndarray]]) -> list[dict]:
 
 
 def random_curves(rk: Ranking, n_draws: int = 1000, seed: int = 0) -> dict[str, dict]:
-    """The UnNAS random experiment per label-free column (``eval.correlation.random_experiment``):
+    """The UnNAS random experiment per label-free column (``unnas.eval.correlation.random_experiment``):
     objectives, ensembles and proxies.
 
     Every curve uses the same candidates: those with a reference accuracy and a value in every

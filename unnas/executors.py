@@ -90,7 +90,7 @@ def worker_modules(cfg: Config) -> tuple[str, ...]:
 
     classes = [objective_class(o) for o in objectives_of(cfg)] + [GENERATORS.get(cfg.model.generator)]
     mods = {getattr(c, "__module__", "") or "" for c in classes}
-    return tuple(sorted(m for m in mods if m and m.split(".")[0] not in ("unnas", "pretext", "moco", "eval")))
+    return tuple(sorted(m for m in mods if m and m.split(".")[0] != "unnas"))
 
 
 def run_layout(cfg: Config, jobs: int, plugins: Iterable[str] = (), cores: int | None = None

@@ -58,7 +58,7 @@ def parse_probes(text: str) -> list[str]:
 
 def training_metrics(objective, data, cfg: Config, device: torch.device) -> dict:
     """Held-out metrics of a trained objective (see the module docstring)."""
-    from eval.features import extract_features
+    from unnas.eval.features import extract_features
     from unnas.engine import evaluate_objective
 
     ev = cfg.eval
@@ -75,12 +75,12 @@ def training_metrics(objective, data, cfg: Config, device: torch.device) -> dict
         raise DivergedError(-1, float("nan"))
     ftr, fte = split_feats["train"], split_feats["test"]
     if "knn" in probes:
-        from eval.knn import knn_accuracy
+        from unnas.eval.knn import knn_accuracy
 
         out[PROBE_METRICS["knn"]] = knn_accuracy(ftr, data.train.labels, fte, data.test.labels, ev.knn_k, ev.knn_t,
                                                  data.num_classes)
     if "linear" in probes:
-        from eval.linear import linear_probe
+        from unnas.eval.linear import linear_probe
 
         fva = split_feats["val"]
         res = linear_probe(ftr, data.train.labels, fva if len(fva) else None, data.val.labels if len(fva) else None,
@@ -103,7 +103,7 @@ def proxy_batch(data, n: int, seed: int) -> torch.Tensor:
 def proxy_metrics(name: str, spec, data, cfg: Config, seed: int, device: torch.device) -> dict:
     """Build the candidate (torch seed ``seed``), wrap it in the label-free objective ``proxy.loss``
     and compute proxy ``name`` on :func:`proxy_batch`."""
-    from eval.proxies.base import ProxyInput, compute_proxy, images_needed
+    from unnas.eval.proxies.base import ProxyInput, compute_proxy, images_needed
     from unnas.generators.complexity import count_flops, count_params
     from unnas.objectives.base import DataInfo, build_objective, objective_class
     from unnas.spec import build

@@ -74,7 +74,7 @@ def options_to_config(a: argparse.Namespace) -> dict:
 
 
 def longtail_options(a: argparse.Namespace, stage2_overrides: list[str]):
-    from eval.decoupled import DecoupledOptions, parse_thresholds
+    from unnas.eval.decoupled import DecoupledOptions, parse_thresholds
     from unnas.longtail_run import LongtailOptions
 
     thresholds = parse_thresholds(a.shot_thresholds)

@@ -3,7 +3,7 @@
 For each architecture: stage 1 trains the backbone on the long-tailed training split with the
 chosen objective (or loads a checkpoint); features of the train / val / test splits are extracted
 once from the frozen network and cached (keyed by the weights and the split's images); stage 2
-runs every classifier re-balancing method of :mod:`eval.decoupled` on those features and reports
+runs every classifier re-balancing method of :mod:`unnas.eval.decoupled` on those features and reports
 many / medium / few / all top-1 on the balanced test split.
 
 The joint classifier is the stage-1 linear head for ``supervised``. For a label-free objective
@@ -32,10 +32,10 @@ from typing import Any, Callable
 
 import torch
 
-from eval.cache import augmented_features, cached_features
-from eval.decoupled import GROUPS, DecoupledOptions, FeatureSplits, parse_thresholds, run_decoupled
-from eval.linear import LinearClassifier, fit_linear
-from eval.samplers import SAMPLER_NAMES, get_sampler, instance_balanced
+from unnas.eval.cache import augmented_features, cached_features
+from unnas.eval.decoupled import GROUPS, DecoupledOptions, FeatureSplits, parse_thresholds, run_decoupled
+from unnas.eval.linear import LinearClassifier, fit_linear
+from unnas.eval.samplers import SAMPLER_NAMES, get_sampler, instance_balanced
 from unnas import config as config_mod
 from unnas.config import Config
 from unnas.data import Data, load_dataset, longtail_counts

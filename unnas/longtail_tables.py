@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from eval.decoupled import GROUPS, METHODS
+from unnas.eval.decoupled import GROUPS, METHODS
 from unnas.tracking import json_safe
 
 METHOD_LABELS = {"joint": "Joint", "ncm": "NCM", "crt": "cRT", "tau_norm": "tau-norm", "lws": "LWS"}
@@ -43,7 +43,7 @@ def method_rankings(per_arch: dict[str, dict], metric: str = "all") -> dict:
     of each method's ``metric`` accuracy, and each method's agreement with the joint ranking."""
     from scipy import stats
 
-    from eval.correlation import agreement
+    from unnas.eval.correlation import agreement
 
     archs = list(per_arch)
     methods = [m for m in METHODS if all(m in per_arch[a]["methods"] for a in archs)]

@@ -16,7 +16,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from eval.edf import complexity_weights, plot_edfs  # noqa: E402
+from unnas.eval.edf import complexity_weights, plot_edfs  # noqa: E402
 from unnas.analysis import Ranking, fmt_corr  # noqa: E402
 from unnas.runner import SUPERVISED  # noqa: E402
 from unnas.scores import REFERENCE  # noqa: E402
@@ -109,7 +109,7 @@ def _finite_pops(pops: dict[str, dict[str, np.ndarray]], need: str | None = None
 
 def edf_plot(pops: dict[str, dict[str, np.ndarray]], path: Path, title: str, xlabel: str,
              normalize_by: str | None = "params") -> Path:
-    """EDFs of the populations' errors on one axis (``eval.edf.plot_edfs``); with ``normalize_by``
+    """EDFs of the populations' errors on one axis (``unnas.eval.edf.plot_edfs``); with ``normalize_by``
     a second panel shows the complexity-normalized EDFs (NDS: each of 20 log-spaced bins of the
     measure carries equal weight; the bins span the range of all populations together, so every
     population is weighted on the same bins)."""

@@ -185,7 +185,7 @@ def check_scores(cfg: Config) -> None:
         raise UserError("--score", cfg.eval.score, ["pretext", *probes],
                         message="the ranking column must be the label-free score or a probe in eval.probes")
     if proxies:
-        from eval.proxies.base import check_options
+        from unnas.eval.proxies.base import check_options
 
         for name in proxies:  # missing or invalid options: refused here, not once per job
             check_options(name, cfg.objectives.get(name))

@@ -33,7 +33,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from eval.correlation import aggregate_seeds, agreement
+from unnas.eval.correlation import aggregate_seeds, agreement
 from unnas.jobs import PROBE_METRICS
 from unnas.runner import SUPERVISED
 from unnas.store import JobRow

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from eval.proxies.base import ProxyInput, backbone_copy, check_positive
+from unnas.eval.proxies.base import ProxyInput, backbone_copy, check_positive
 from unnas.errors import UserError
 from unnas.registry import PROXIES
 

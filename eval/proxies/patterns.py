@@ -2,7 +2,7 @@
 
 Both read the binary pattern of every ReLU (active / inactive per unit) over a batch, with BatchNorm
 in training mode (batch statistics), as the authors' code does. ReLUs are recorded whether they are
-``nn.ReLU`` modules or functional calls (:class:`eval.proxies.base.ReluRecorder`).
+``nn.ReLU`` modules or functional calls (:class:`unnas.eval.proxies.base.ReluRecorder`).
 
 * ``naswot`` (Mellor et al., ICML 2021): with ``c_i`` the concatenated binary code of image ``i``,
   ``K[i, j] = N_A - hamming(c_i, c_j)`` (the number of units where the two images agree), summed
@@ -20,7 +20,7 @@ in training mode (batch statistics), as the authors' code does. ReLUs are record
   size the search targets, which only the user knows, and a default centred on the population
   (:func:`population_prior`, offered as a helper) penalises the large networks that win on
   NAS-Bench-Macro. A run that lists ``swap_reg`` without both is refused before any job
-  (:meth:`SwapRegOptions.require`, called by :func:`eval.proxies.base.check_options`).
+  (:meth:`SwapRegOptions.require`, called by :func:`unnas.eval.proxies.base.check_options`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from eval.proxies.base import BATCH_NORMS, WEIGHT_LAYERS, ProxyInput, backbone_copy, check_positive, relu_patterns
+from unnas.eval.proxies.base import BATCH_NORMS, WEIGHT_LAYERS, ProxyInput, backbone_copy, check_positive, relu_patterns
 from unnas.errors import UserError
 from unnas.generators.complexity import count_params
 from unnas.registry import PROXIES

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from eval.proxies.base import ProxyInput, check_positive, loss_gradients, objective_copy, weight_layers
+from unnas.eval.proxies.base import ProxyInput, check_positive, loss_gradients, objective_copy, weight_layers
 from unnas.errors import UserError
 from unnas.registry import PROXIES
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from eval.proxies import ProxyInput
+from unnas.eval.proxies import ProxyInput
 from unnas.objectives import DataInfo
 from unnas.objectives.base import Objective
 from unnas.spec import Backbone

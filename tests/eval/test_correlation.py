@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from eval.correlation import (
+from unnas.eval.correlation import (
     aggregate_seeds,
     agreement,
     pairwise_accuracy,
     resolve_k,
     top_k_indices,
 )
-from eval.random_experiment import _best_of_m_weights, random_experiment
+from unnas.eval.random_experiment import _best_of_m_weights, random_experiment
 
 # fixed vectors with ties on both sides
 SCORE = np.array([0.3, 1.2, 1.2, -0.5, 2.0, 0.3, 0.9, 3.1, 0.0, 1.2])
@@ -298,7 +298,7 @@ def test_random_experiment_drops_missing_and_validates_ms():
 
 @pytest.mark.parametrize("n", [2, 3, 8, 40, 300])
 def test_rowwise_kendall_equals_scipy_with_ties(n):
-    from eval.correlation import _rowwise_kendall
+    from unnas.eval.correlation import _rowwise_kendall
 
     rng = np.random.default_rng(n)
     x = rng.integers(0, 5, size=(50, n)).astype(float)  # many ties

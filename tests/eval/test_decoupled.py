@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from eval.decoupled import (
+from unnas.eval.decoupled import (
     DecoupledOptions,
     FeatureSplits,
     group_accuracy,
@@ -15,9 +15,9 @@ from eval.decoupled import (
     shot_thresholds,
     tau_normalize,
 )
-from eval.linear import LinearClassifier, fit_linear
-from eval.ncm import fit_ncm
-from eval.samplers import instance_balanced
+from unnas.eval.linear import LinearClassifier, fit_linear
+from unnas.eval.ncm import fit_ncm
+from unnas.eval.samplers import instance_balanced
 from unnas.data import longtail_counts
 from unnas.errors import UserError
 
@@ -192,7 +192,7 @@ def test_unknown_method_is_a_user_error():
 def test_progressive_sampling_gives_each_method_its_own_horizon(crt_epochs, lws_epochs):
     # cRT and LWS with different epoch counts: each moves from instance- to class-balanced over
     # its own epochs, as if it ran alone with progressively_balanced(its epochs)
-    from eval.samplers import progressively_balanced
+    from unnas.eval.samplers import progressively_balanced
 
     counts = [300, 60, 12]
     (xt, yt), (xv, yv), (xs, ys) = synthetic_lt(counts, 30, seed=2, dim=4)
@@ -204,7 +204,7 @@ def test_progressive_sampling_gives_each_method_its_own_horizon(crt_epochs, lws_
     f = lws(joint.weight, joint.bias, xt, yt, sampler=progressively_balanced(lws_epochs), epochs=lws_epochs,
             batch_size=32, lr=opts.lws_lr, generator=torch.Generator().manual_seed(5))
     assert res["methods"]["lws"]["scales"] == f.tolist()
-    from eval.decoupled import crt
+    from unnas.eval.decoupled import crt
 
     clf = crt(xt, yt, 3, sampler=progressively_balanced(crt_epochs), epochs=crt_epochs, batch_size=32,
               lr=opts.crt_lr, weight_decay=opts.crt_weight_decay, generator=torch.Generator().manual_seed(5))
@@ -235,7 +235,7 @@ def test_tau_zero_reproduces_a_probe_fitted_on_non_negative_features():
     assert m["tau_norm"]["tau"] == 0.0
     assert m["tau_norm"]["all"] == m["joint"]["all"] and m["tau_norm"]["val_all"] == m["joint"]["val_all"]
     # the tau = 0 scores are the joint logits less the learned bias, which is small next to them
-    from eval.decoupled import tau_scores
+    from unnas.eval.decoupled import tau_scores
 
     s = tau_scores(joint, 0.0, xs)
     torch.testing.assert_close(s, joint.logits(xs) - joint.bias, rtol=1e-5, atol=1e-4)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from eval.edf import complexity_weights, edf, edf_at, ks, plot_edfs
+from unnas.eval.edf import complexity_weights, edf, edf_at, ks, plot_edfs
 
 
 def test_edf_known_sample():

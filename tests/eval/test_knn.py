@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval.knn import knn_accuracy, knn_predict
+from unnas.eval.knn import knn_accuracy, knn_predict
 
 
 def test_four_points_by_hand():

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from eval.linear import fit_linear, linear_probe, probe_objective, top1
-from eval.samplers import class_balanced
+from unnas.eval.linear import fit_linear, linear_probe, probe_objective, top1
+from unnas.eval.samplers import class_balanced
 from unnas.config import DataConfig
 from unnas.data import load_dataset
 from unnas.errors import UserError
@@ -118,7 +118,7 @@ def test_probe_leaves_backbone_weights_and_bn_statistics_bit_identical(tmp_path)
 
 
 def test_feature_cache_is_keyed_by_weights_and_images(tmp_path):
-    from eval.cache import augmented_features, cached_features
+    from unnas.eval.cache import augmented_features, cached_features
 
     data = load_dataset(DataConfig(name="fake", image_size=8))
     torch.manual_seed(0)

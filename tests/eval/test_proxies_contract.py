@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eval.proxies import NonFiniteProxy, ProxyInput, compute_proxy, images_needed, scaled
-from eval.proxies.base import LOG10_ZERO, relu_patterns
-from pretext.rotation import Rotation
+from unnas.eval.proxies import NonFiniteProxy, ProxyInput, compute_proxy, images_needed, scaled
+from unnas.eval.proxies.base import LOG10_ZERO, relu_patterns
+from unnas.pretext.rotation import Rotation
 from unnas.config import DataConfig
 from unnas.data import load_dataset
 from unnas.errors import UserError
@@ -196,8 +196,8 @@ def test_scaled_and_images_needed():
 
 
 def test_check_options_refuses_what_a_job_would_fail_on_without_a_network():
-    from eval.proxies import check_options
-    from eval.proxies.patterns import SwapRegOptions
+    from unnas.eval.proxies import check_options
+    from unnas.eval.proxies.patterns import SwapRegOptions
 
     assert check_options("swap_reg", {"mu": 60.0, "sigma": 400.0}) == SwapRegOptions(mu=60.0, sigma=400.0)
     assert check_options("synflow") is None

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from eval.retrieval import view_retrieval_accuracy
+from unnas.eval.retrieval import view_retrieval_accuracy
 
 
 def test_hand_example():

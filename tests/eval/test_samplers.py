@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from eval.samplers import (
+from unnas.eval.samplers import (
     class_balanced,
     class_probabilities,
     get_sampler,

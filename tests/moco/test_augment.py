@@ -2,7 +2,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from moco import augment as A
+from unnas.moco import augment as A
 
 
 def images(n=6, c=3, size=12, seed=0, dtype=torch.uint8):

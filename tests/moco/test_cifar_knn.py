@@ -42,9 +42,9 @@ def balanced(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 
 @pytest.mark.slow
 def test_moco_cifar10_knn_beats_random_init():
-    from eval.features import extract_features
-    from eval.knn import knn_accuracy
-    from moco.objective import MocoOptions
+    from unnas.eval.features import extract_features
+    from unnas.eval.knn import knn_accuracy
+    from unnas.moco.objective import MocoOptions
     from unnas.config import TrainConfig
     from unnas.data.core import Split
     from unnas.data.datasets import load_image_tree

@@ -14,9 +14,9 @@ WORKER = textwrap.dedent(r'''
 
     rank, world, init = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    from moco.objective import MocoOptions
-    from moco.queue import gather_keys
-    from moco.splitbn import shuffled_forward
+    from unnas.moco.objective import MocoOptions
+    from unnas.moco.queue import gather_keys
+    from unnas.moco.splitbn import shuffled_forward
     from unnas.generators.resnet import ResNet
     from unnas.objectives.base import DataInfo, build_objective
 

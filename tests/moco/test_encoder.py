@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from moco.encoder import ema_update, embed, momentum_copy, projection_head
+from unnas.moco.encoder import ema_update, embed, momentum_copy, projection_head
 from unnas.generators.resnet import ResNet
 
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from moco.loss import info_nce, info_nce_logits, instance_accuracy
+from unnas.moco.loss import info_nce, info_nce_logits, instance_accuracy
 
 
 def test_info_nce_equals_hand_computed_cross_entropy():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from moco.queue import KeyQueue, gather_keys
+from unnas.moco.queue import KeyQueue, gather_keys
 
 
 def keys(*values):

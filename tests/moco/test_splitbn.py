@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from moco.splitbn import encode_split, grouped_forward, shuffled_forward, split_batch_norm, split_bn
+from unnas.moco.splitbn import encode_split, grouped_forward, shuffled_forward, split_batch_norm, split_bn
 from unnas.generators.resnet import ResNet
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pretext.jigsaw import (
+from unnas.pretext.jigsaw import (
     Jigsaw,
     JigsawOptions,
     assemble_tiles,
@@ -67,7 +67,7 @@ def test_3x3_default_is_the_published_largest_summed_hamming_distance_rule():
     _chosen_by_rule(m, candidates, "min")
     assert not np.array_equal(m, p)
     # a 4x4 grid chooses from a seeded pool of random permutations by the same rule
-    from pretext.jigsaw import _candidates
+    from unnas.pretext.jigsaw import _candidates
 
     q = permutation_set(4, 8, 0)
     _chosen_by_rule(q, _candidates(16, 0).astype(np.int64), "sum")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pretext.rotation import Rotation, rotate_batch
+from unnas.pretext.rotation import Rotation, rotate_batch
 from unnas.errors import UserError
 from unnas.objectives.base import DataInfo, build_objective
 from unnas.spec import ArchSpec, build
