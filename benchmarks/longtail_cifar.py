@@ -53,6 +53,7 @@ def cifar_tree() -> Path | None:
 def run(epochs: int = 24, threads: int = 1, runs_dir: str = "runs/bench", width: int = 16, seed: int = 0,
         batch_size: int = 128, lr: float = 0.1, stage2_views: int = 0, quiet: bool = True) -> dict:
     from unnas.eval.decoupled import DecoupledOptions
+
     from unnas import config
     from unnas.longtail_run import LongtailOptions, run_longtail
 

@@ -67,6 +67,7 @@ class Ours:
 
     def __init__(self, images: np.ndarray, args, mean, std, precision: str):
         from unnas.moco.objective import MocoOptions
+
         from unnas.objectives.base import DataInfo, build_objective
 
         info = DataInfo(3, 10, (32, 32), mean, std)

@@ -41,9 +41,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _cifar import cifar10_images  # noqa: E402
-
 from unnas.pretext.color import ab_gamut  # noqa: E402
 from unnas.pretext.jigsaw import Jigsaw  # noqa: E402
+
 from unnas.objectives.base import DataInfo, build_objective, objective_class  # noqa: E402
 from unnas.spec import ArchSpec, build  # noqa: E402
 

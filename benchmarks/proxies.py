@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy import stats
-
 from unnas.eval.proxies import NonFiniteProxy, ProxyInput, compute_proxy, images_needed, scaled
 from unnas.eval.proxies.patterns import population_prior
+
 from unnas.generators.complexity import complexity
 from unnas.generators.macro import N_ARCHS, arch_index, from_index
 from unnas.objectives import DataInfo, build_objective

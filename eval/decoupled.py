@@ -36,10 +36,10 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-
 from unnas.eval.linear import LinearClassifier, fit_linear, top1, train_sgd
 from unnas.eval.ncm import fit_ncm
 from unnas.eval.samplers import Sampler, class_balanced, get_sampler
+
 from unnas.errors import UserError
 from unnas.registry import EVALUATORS
 

@@ -26,8 +26,8 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
-
 from unnas.eval.samplers import Sampler, instance_balanced
+
 from unnas.errors import UserError
 from unnas.registry import EVALUATORS
 

@@ -10,7 +10,6 @@ from typing import Any, Iterable
 
 import numpy as np
 from scipy.special import gammaln
-
 from unnas.eval.correlation import _CHUNK, _NAN, _paired
 
 

@@ -51,12 +51,12 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
-
 from unnas.moco.augment import ViewConfig, augment_view, scale_for_size, two_views
 from unnas.moco.encoder import ema_update, embed, momentum_copy, projection_head
 from unnas.moco.loss import info_nce, instance_accuracy
 from unnas.moco.queue import KeyQueue, distributed_world, gather_keys
 from unnas.moco.splitbn import encode_split, shuffled_forward
+
 from unnas.data.augment import channel_shape
 from unnas.errors import UserError
 from unnas.objectives.base import Objective

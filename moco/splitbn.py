@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm
-
 from unnas.moco.queue import distributed_world
 
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
 from unnas.moco.augment import ViewConfig, augment_view
 from unnas.moco.objective import Moco, MocoOptions
+
 from unnas.errors import UserError
 from unnas.objectives.base import DataInfo
 from unnas.registry import OBJECTIVES

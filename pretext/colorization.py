@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from unnas.pretext.color import GAMUTS, ab_gamut, quantize_ab, uint8_to_lab
+
 from unnas.data.augment import random_flip
 from unnas.errors import UserError
 from unnas.objectives.base import DataInfo, Objective

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from unnas.pretext.color import rgb_to_gray
+
 from unnas.data.augment import random_flip
 from unnas.errors import UserError
 from unnas.objectives.base import DataInfo, Objective, accuracy

@@ -21,8 +21,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from unnas.pretext.rotation import Rotation
+
 from unnas.objectives.base import Objective, accuracy
 from unnas.registry import OBJECTIVES
 

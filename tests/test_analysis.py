@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 from scipy import stats
-
 from unnas.eval.correlation import agreement
 from unnas.eval.random_experiment import random_experiment
+
 from unnas.analysis import (
     RunInfo,
     agreement_by_generator,

@@ -99,6 +99,7 @@ def test_the_data_parallel_path_is_the_engine_loop_with_its_sampler_and_progress
     # everything the engine's loop does reaches the data-parallel path: here the epoch sampler and
     # the progress callback, which a separate copy of the loop did not have
     from unnas.eval.samplers import class_balanced
+
     from unnas.distributed import train_distributed
     from unnas.engine import train
 
@@ -225,8 +226,8 @@ def _moco_main(out: str) -> None:
 
 def test_two_process_moco_shuffles_keys_across_per_rank_bn_and_evaluates_on_rank_0(tmp_path):
     import torch.nn.functional as F
-
     from unnas.moco.augment import two_views
+
     from unnas import config
     from unnas.jobs import training_metrics
     from unnas.objectives.base import DataInfo, build_objective

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from unnas.pretext.rotation import Rotation
+
 from unnas.precision import cpu_bf16_fast
 from unnas.registry import OBJECTIVES
 from unnas.runner import stored_results

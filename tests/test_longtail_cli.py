@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from unnas.eval.samplers import class_balanced, instance_balanced
 
 import unnas.longtail_run as lt_run
-from unnas.eval.samplers import class_balanced, instance_balanced
 from unnas.config import DataConfig
 from unnas.data import load_dataset, longtail_counts
 from unnas.longtail import main

@@ -17,10 +17,10 @@ from typing import Iterable
 
 import numpy as np
 
+from unnas.errors import UserError
 from unnas.eval.correlation import agreement
 from unnas.eval.edf import ks
 from unnas.eval.random_experiment import random_experiment
-from unnas.errors import UserError
 from unnas.runner import SUPERVISED
 from unnas.scores import BASELINES, REFERENCE, Column, Ranking, build_ranking, parse_ensemble  # noqa: F401
 from unnas.store import JobRow, Store, summarize

@@ -58,8 +58,8 @@ def parse_probes(text: str) -> list[str]:
 
 def training_metrics(objective, data, cfg: Config, device: torch.device) -> dict:
     """Held-out metrics of a trained objective (see the module docstring)."""
-    from unnas.eval.features import extract_features
     from unnas.engine import evaluate_objective
+    from unnas.eval.features import extract_features
 
     ev = cfg.eval
     own = evaluate_objective(objective, data.test, ev.batch_size, seed=0, device=device)

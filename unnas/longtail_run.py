@@ -32,16 +32,16 @@ from typing import Any, Callable
 
 import torch
 
-from unnas.eval.cache import augmented_features, cached_features
-from unnas.eval.decoupled import GROUPS, DecoupledOptions, FeatureSplits, parse_thresholds, run_decoupled
-from unnas.eval.linear import LinearClassifier, fit_linear
-from unnas.eval.samplers import SAMPLER_NAMES, get_sampler, instance_balanced
 from unnas import config as config_mod
 from unnas.config import Config
 from unnas.data import Data, load_dataset, longtail_counts
 from unnas.data.datasets import cache_dir as default_cache_dir
 from unnas.engine import load_checkpoint, resolve_device, save_atomic, steps_per_epoch, train
 from unnas.errors import UserError
+from unnas.eval.cache import augmented_features, cached_features
+from unnas.eval.decoupled import GROUPS, DecoupledOptions, FeatureSplits, parse_thresholds, run_decoupled
+from unnas.eval.linear import LinearClassifier, fit_linear
+from unnas.eval.samplers import SAMPLER_NAMES, get_sampler, instance_balanced
 from unnas.longtail_tables import csv_rows, dumps, format_matrix, format_table, method_rankings
 from unnas.objectives.base import DataInfo, build_objective, objective_class
 from unnas.registry import DATASETS, GENERATORS, OBJECTIVES

@@ -16,8 +16,8 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from unnas.eval.edf import complexity_weights, plot_edfs  # noqa: E402
 from unnas.analysis import Ranking, fmt_corr  # noqa: E402
+from unnas.eval.edf import complexity_weights, plot_edfs  # noqa: E402
 from unnas.runner import SUPERVISED  # noqa: E402
 from unnas.scores import REFERENCE  # noqa: E402
 

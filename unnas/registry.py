@@ -13,8 +13,8 @@ from typing import Any, Callable, Iterator
 from unnas.errors import UserError
 
 # Packages whose modules register components when imported.
-_PLUGIN_PACKAGES = ("unnas.data", "unnas.generators", "unnas.objectives", "unnas.pretext", "unnas.moco", "unnas.eval",
-                    "unnas.eval.proxies", "unnas.strategies")
+_PLUGIN_PACKAGES = ("unnas.data", "unnas.generators", "unnas.objectives", "unnas.pretext", "unnas.moco",
+                    "unnas.eval", "unnas.eval.proxies", "unnas.strategies")
 _loaded = False
 
 

@@ -21,8 +21,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from unnas.eval.proxies.base import (
+    ProxyInput,
+    check_positive,
+    fork,
+    label_free_loss,
+    loss_gradients,
+    objective_copy,
+    weight_layers,
+)
 
-from unnas.eval.proxies.base import ProxyInput, check_positive, fork, label_free_loss, loss_gradients, objective_copy, weight_layers
 from unnas.registry import PROXIES
 
 

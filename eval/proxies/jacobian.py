@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
 from unnas.eval.proxies.base import ProxyInput, backbone_copy, check_positive
+
 from unnas.errors import UserError
 from unnas.registry import PROXIES
 

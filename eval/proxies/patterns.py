@@ -32,8 +32,8 @@ from typing import Sequence
 
 import torch
 from torch import nn
-
 from unnas.eval.proxies.base import BATCH_NORMS, WEIGHT_LAYERS, ProxyInput, backbone_copy, check_positive, relu_patterns
+
 from unnas.errors import UserError
 from unnas.generators.complexity import count_params
 from unnas.registry import PROXIES

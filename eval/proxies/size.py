@@ -5,6 +5,7 @@ two FLOPs). Both span decades across design spaces, so both are ``log_scale``.""
 from __future__ import annotations
 
 from unnas.eval.proxies.base import ProxyInput, backbone_copy
+
 from unnas.generators.complexity import count_flops, count_params
 from unnas.registry import PROXIES
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-
 from unnas.eval.proxies.base import BATCH_NORMS, ProxyInput, backbone_copy, weight_layers
+
 from unnas.registry import PROXIES
 
 

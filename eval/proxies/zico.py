@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-
 from unnas.eval.proxies.base import ProxyInput, check_positive, loss_gradients, objective_copy, weight_layers
+
 from unnas.errors import UserError
 from unnas.registry import PROXIES
 

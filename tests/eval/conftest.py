@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-
 from unnas.eval.proxies import ProxyInput
+
 from unnas.objectives import DataInfo
 from unnas.objectives.base import Objective
 from unnas.spec import Backbone

@@ -4,7 +4,6 @@ import math
 import numpy as np
 import pytest
 from scipy import stats
-
 from unnas.eval.correlation import (
     aggregate_seeds,
     agreement,

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-
 from unnas.eval.decoupled import (
     DecoupledOptions,
     FeatureSplits,
@@ -18,6 +17,7 @@ from unnas.eval.decoupled import (
 from unnas.eval.linear import LinearClassifier, fit_linear
 from unnas.eval.ncm import fit_ncm
 from unnas.eval.samplers import instance_balanced
+
 from unnas.data import longtail_counts
 from unnas.errors import UserError
 

@@ -8,7 +8,6 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 from scipy import stats
-
 from unnas.eval.edf import complexity_weights, edf, edf_at, ks, plot_edfs
 
 

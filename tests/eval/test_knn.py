@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-
 from unnas.eval.knn import knn_accuracy, knn_predict
 
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
-
 from unnas.eval.linear import fit_linear, linear_probe, probe_objective, top1
 from unnas.eval.samplers import class_balanced
+
 from unnas.config import DataConfig
 from unnas.data import load_dataset
 from unnas.errors import UserError

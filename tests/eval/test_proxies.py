@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-
 from unnas.eval.proxies import compute_proxy, scaled
 from unnas.eval.proxies.patterns import distinct_patterns, naswot_kernel, pattern_keys, population_prior
+
 from unnas.spec import Backbone
 
 # one linear layer W, no bias, on three 2-pixel images (Quadratic objective: L = 0.5 mean ||W x||^2)

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from unnas.eval.proxies import NonFiniteProxy, ProxyInput, compute_proxy, images_needed, scaled
 from unnas.eval.proxies.base import LOG10_ZERO, relu_patterns
 from unnas.pretext.rotation import Rotation
+
 from unnas.config import DataConfig
 from unnas.data import load_dataset
 from unnas.errors import UserError

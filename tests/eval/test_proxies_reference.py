@@ -37,8 +37,8 @@ by log(sqrt 2) = 0.35 per layer, percents of the score).
 
 import pytest
 import torch
-
 from unnas.eval.proxies import ProxyInput, compute_proxy
+
 from unnas.objectives import DataInfo, build_objective
 from unnas.spec import ArchSpec, build
 

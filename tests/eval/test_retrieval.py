@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-
 from unnas.eval.retrieval import view_retrieval_accuracy
 
 

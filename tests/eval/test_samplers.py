@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-
 from unnas.eval.samplers import (
     class_balanced,
     class_probabilities,
@@ -12,6 +11,7 @@ from unnas.eval.samplers import (
     progressively_balanced,
     square_root,
 )
+
 from unnas.errors import UserError
 
 COUNTS = [1000, 100, 10, 1]

@@ -1,7 +1,6 @@
 import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
-
 from unnas.moco import augment as A
 
 

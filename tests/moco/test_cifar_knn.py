@@ -45,6 +45,7 @@ def test_moco_cifar10_knn_beats_random_init():
     from unnas.eval.features import extract_features
     from unnas.eval.knn import knn_accuracy
     from unnas.moco.objective import MocoOptions
+
     from unnas.config import TrainConfig
     from unnas.data.core import Split
     from unnas.data.datasets import load_image_tree

@@ -1,8 +1,8 @@
 import pytest
 import torch
 from torch import nn
-
 from unnas.moco.encoder import ema_update, embed, momentum_copy, projection_head
+
 from unnas.generators.resnet import ResNet
 
 

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-
 from unnas.moco.loss import info_nce, info_nce_logits, instance_accuracy
 
 

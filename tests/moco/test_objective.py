@@ -3,8 +3,8 @@ import dataclasses
 
 import pytest
 import torch
-
 from unnas.moco.objective import PRESETS, Moco, MocoOptions, queue_length, resolve, split_groups
+
 from unnas import config as config_mod
 from unnas.errors import UserError
 from unnas.generators.resnet import ResNet

@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from unnas.moco.queue import KeyQueue, gather_keys
 
 

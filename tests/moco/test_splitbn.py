@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 from torch import nn
-
 from unnas.moco.splitbn import encode_split, grouped_forward, shuffled_forward, split_batch_norm, split_bn
+
 from unnas.generators.resnet import ResNet
 
 

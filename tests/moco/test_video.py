@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from unnas.moco.augment import ViewConfig
 from unnas.moco.video import ClipMocoOptions, clip_view, random_starts, take_windows, window_length
+
 from unnas import config
 from unnas.errors import UserError
 from unnas.objectives.base import DataInfo, build_objective

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from unnas.pretext.color import GRID, ab_gamut, lab_to_srgb, srgb_to_lab, uint8_to_lab
 from unnas.pretext.colorization import Colorization, ColorizationOptions
+
 from unnas.errors import UserError
 from unnas.objectives.base import DataInfo, build_objective
 from unnas.spec import ArchSpec, build

@@ -7,7 +7,6 @@ import itertools
 import numpy as np
 import pytest
 import torch
-
 from unnas.pretext.jigsaw import (
     Jigsaw,
     JigsawOptions,
@@ -20,6 +19,7 @@ from unnas.pretext.jigsaw import (
     standardize,
     unshuffle_tiles,
 )
+
 from unnas.errors import UserError
 from unnas.objectives.base import DataInfo, build_objective
 from unnas.spec import ArchSpec, build

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from unnas.pretext.rotation import Rotation, rotate_batch
+
 from unnas.errors import UserError
 from unnas.objectives.base import DataInfo, build_objective
 from unnas.spec import ArchSpec, build

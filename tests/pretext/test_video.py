@@ -7,9 +7,9 @@ import time
 
 import pytest
 import torch
-
 from unnas.pretext.rotation import rotate_batch
 from unnas.pretext.video import reverse_clips, shuffle_clips, shuffle_orders
+
 from unnas import config
 from unnas.errors import UserError
 from unnas.objectives.base import DataInfo, build_objective
