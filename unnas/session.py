@@ -143,12 +143,11 @@ class Session:
                 progress.console.print(line(row, job))
 
     def rounds(self, *, select: str = "", rungs=(), rank=None, on_round=None):
-        """The job loop's ``evaluate`` for this session (:class:`unnas.rounds.RoundRunner`)."""
-        from unnas.analysis import ranking_of
+        """The job loop's ``evaluate`` for this session (:class:`unnas.rounds.RoundRunner`; ``rank``
+        defaults to :func:`unnas.rounds.rank_rows`, the objectives in the order the command named them)."""
         from unnas.rounds import RoundRunner
         from unnas.summary import job_line
 
-        rank = rank or (lambda rows: ranking_of(rows, {**self.cfg_dict, "reference": {}}, n_boot=0)[0])
         holder: list = []
         runner = RoundRunner(self.cfg, self.store, lambda todo: self.execute(todo, holder[0].keeps_checkpoints,
                                                                               job_line),

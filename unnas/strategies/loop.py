@@ -4,6 +4,10 @@
 round is evaluated: the ranking and search runs run its jobs through an executor and the results
 store (jobs that already have a row are not run again, so rerunning a killed search replays the
 store and continues where it stopped); a published table can answer directly, as an oracle.
+
+An ``evaluate`` whose scores are ranks among the candidates seen so far (a rank ensemble) has a
+``rescore(history) -> history`` method: after every round the loop replaces the history by its
+answer, so every observation the strategy compares is on the scale of the latest round.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ def drive(strategy: Strategy, evaluate: Evaluate, max_rounds: int | None = None,
         if len(observed) != len(proposals):
             raise RuntimeError(f"evaluate returned {len(observed)} observations for {len(proposals)} proposals")
         history.append(list(observed))
+        rescore = getattr(evaluate, "rescore", None)
+        if rescore is not None:
+            history = [list(r) for r in rescore(history)]
         if on_round is not None:
             on_round(len(history) - 1, history[-1])
     return history
