@@ -27,6 +27,10 @@ def test_sh_rungs():
         sh_rungs([3, 3], 9, 3)
     with pytest.raises(UserError, match="budget.eta"):
         sh_rungs([], 9, 1)
+    assert sh_rungs([0, 1, 3], 9, 3) == [0, 1, 3]  # proxy-first: rung 0 trains nothing
+    for bad in ([0], [1, 0], [-1, 2]):
+        with pytest.raises(UserError, match="budget.rungs"):
+            sh_rungs(bad, 9, 3)
 
 
 def _spec(i):
@@ -89,6 +93,8 @@ def test_bad_budget_options_exit_2_and_write_nothing(tmp_path, capsys):
     for extra, words in ((["--budget", "sh", "--rungs", "3,1"], "budget.rungs"),
                          (["--budget", "sh", "--eta", "1"], "budget.eta"),
                          (["--budget", "sh", "--pretext", "none"], "successive halving"),
+                         (["--budget", "sh", "--rungs", "1,2", "train.checkpoint=false"], "train.checkpoint"),
+                         (["--budget", "sh", "--rungs", "0,2"], "budget.rungs"),
                          (["--rungs", "a,b"], "--rungs")):
         assert main([*base, *extra]) == 2
         err = capsys.readouterr().err.strip()

@@ -501,6 +501,25 @@ def test_successive_halving_killed_at_seeded_points_ends_with_the_uninterrupted_
     assert _kill_and_resume(tmp_path, plan, SH, fork=True, n_jobs=6) == 3
 
 
+PROXY_FIRST = ["--no-supervised", "--proxies", "naswot", "--ensemble", "rotation,naswot", "--budget", "sh", "--rungs",
+               "0,2,3", "--eta", "2", "budget.score=ensemble(rotation+naswot)"]  # 3 proxy + 2 + 1 training jobs
+
+
+def test_proxy_first_halving_killed_at_seeded_points_ends_with_the_uninterrupted_rows(tmp_path):
+    """Proxy-first successive halving (rung 0 runs only the proxy; the survivors train, ranked by the
+    rank ensemble of the proxy and the trained score), killed mid-rung, mid-checkpoint and inside a
+    commit, then rerun: exactly the rows of an uninterrupted run, no job committed twice."""
+    rng = np.random.default_rng(8)
+    plan = [("step", int(rng.integers(2, 6)), "local"), ("ckpt", int(rng.integers(1, 3)), "local"),
+            ("store", int(rng.integers(1, 4)), "local")]  # 5 epochs of 2 steps: every kill point is reached
+    assert _kill_and_resume(tmp_path, plan, PROXY_FIRST, fork=True, n_jobs=6) == 3
+    from unnas.store import Store
+
+    with Store(tmp_path / "ref" / "store.sqlite") as st:
+        rows = sorted((r.objective, int(r.metrics.get("epochs", 0) or 0)) for r in st.rows())
+    assert rows == [("naswot", 0)] * 3 + [("rotation", 2)] * 2 + [("rotation", 3)]
+
+
 @pytest.mark.slow
 def test_sigkill_and_resume_at_twelve_seeded_points(tmp_path):
     """Twelve kills at points drawn from a fixed seed (steps, checkpoint writes, truncated final

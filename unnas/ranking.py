@@ -177,7 +177,7 @@ def check_scores(cfg: Config) -> None:
     """Proxies, ensembles, the budget and the probe / ranking-column choice, before anything runs."""
     from unnas.jobs import parse_probes
     from unnas.scores import BASELINES, parse_ensemble
-    from unnas.strategies.population import sh_rungs
+    from unnas.strategies.population import check_halving, sh_rungs
 
     pretexts, proxies = pretexts_of(cfg), proxies_of(cfg)
     probes = parse_probes(cfg.eval.probes)
@@ -208,7 +208,8 @@ def check_scores(cfg: Config) -> None:
             raise UserError("--budget", "sh", "a label-free objective to train", message="successive halving needs one")
         if cfg.train.steps:
             raise UserError("--steps", cfg.train.steps, "0 with --budget sh (rungs are in epochs)")
-        sh_rungs(cfg.budget.rungs, cfg.train.epochs, cfg.budget.eta)
+        check_halving(sh_rungs(cfg.budget.rungs, cfg.train.epochs, cfg.budget.eta), proxies=proxies,
+                      checkpoint=cfg.train.checkpoint)
         if cfg.budget.score and cfg.budget.score not in [*pretexts, *(ensemble_names(cfg))]:
             raise UserError("budget.score", cfg.budget.score, [*pretexts, *ensemble_names(cfg)])
 

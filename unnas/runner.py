@@ -154,7 +154,7 @@ def plan_jobs(cfg: Config, specs: list[ArchSpec], objectives: list[str] | None =
 EXECUTORS = ("auto", "local", "pool", "ray")
 # Metrics that describe how a job ran rather than what it found (they may differ between an
 # interrupted-and-resumed job and an uninterrupted one).
-EXECUTION_METRICS = ("resumed_from_epoch", "cpu_seconds")
+EXECUTION_METRICS = ("resumed_from_epoch", "cpu_seconds", "proxy_seconds")
 RETRY_STATUSES = ("failed", "diverged", "timeout")
 
 
