@@ -130,6 +130,7 @@ def run_search(cfg: Config, quiet: bool = False, *, retry_failed: bool = False, 
         check_scores(cfg)
         cfg = with_precision(cfg)
     check_search(cfg)
+    cfg = resolve_round_size(cfg, plugins)
     ray_address = check_ray_address(ray_address)
     space = SearchSpace(cfg.model.generator, dict(cfg.model.params))
     options = cfg.objectives.get(cfg.search.strategy)
@@ -157,6 +158,20 @@ def run_search(cfg: Config, quiet: bool = False, *, retry_failed: bool = False, 
                               ray_address, plugins)
     finally:
         lock.release()
+
+
+def resolve_round_size(cfg: Config, plugins: tuple[str, ...] = ()) -> Config:
+    """``<strategy>.round_size=0`` (the default) becomes the run's number of workers (the executor
+    layout a :class:`unnas.session.Session` will use; 1 for a search the table answers): every
+    worker has a proposal to evaluate in every round. The resolved number is part of the saved
+    config, so resuming with another number of workers is refused instead of proposing differently."""
+    from unnas.executors import run_layout
+
+    name = cfg.search.strategy
+    if getattr(cfg.objectives.get(name), "round_size", None) != 0:
+        return cfg
+    workers = 1 if cfg.search.score == ORACLE else run_layout(cfg, None, plugins)[1]
+    return config_mod.replace(cfg, **{name: {"round_size": int(workers)}})
 
 
 def _table(cfg: Config):

@@ -94,7 +94,7 @@ def test_different_seeds_differ(toy, oracle):
 def test_registered_with_their_options():
     for name in ("random", "evolution", "lanas"):
         cls = STRATEGIES.meta(name)["config"]
-        assert cls().samples == 100 and cls().round_size == 1
+        assert cls().samples == 100 and cls().round_size == 0  # 0: one proposal per worker
     assert STRATEGIES.meta("evolution")["config"]().population == 100
     lanas = STRATEGIES.meta("lanas")["config"]()
     assert (lanas.height, lanas.init_samples, lanas.refit_every, lanas.cp) == (5, 10, 20, 0.1)

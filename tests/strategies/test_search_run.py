@@ -80,7 +80,24 @@ def test_time_budget_stops_after_the_round_that_reaches_it(tmp_path):
             "random.samples=50", "search.time_budget=1e-9", "model.params.width=0.125"]
     assert run_search(_cfg(tmp_path, "tb", *args), quiet=True) == 0
     out = json.loads((tmp_path / "tb" / "search.json").read_text())
-    assert out["evaluated"] == 1  # the first round spends more than the budget
+    saved = config.load(str(tmp_path / "tb" / "config.yaml"), [])
+    assert out["evaluated"] == saved.objectives["random"].round_size  # the first round spends more than the budget
+
+
+def test_round_size_zero_is_one_proposal_per_worker(tmp_path):
+    from unnas.search_run import resolve_round_size
+    from unnas.strategies.base import SearchSpace
+    from unnas.strategies.lanas import LaNAS
+
+    base = ["data.name=fake", "run.pretext=none", "run.proxies=naswot", "search.strategy=lanas"]
+    size = lambda *extra: resolve_round_size(_cfg(tmp_path, "x", *base, *extra)).objectives["lanas"].round_size  # noqa: E731
+    assert size("run.executor=pool", "run.workers=3") == 3
+    assert size("run.executor=auto", "run.workers=2") == 2
+    assert size("run.executor=local") == 1
+    assert size("run.executor=pool", "run.workers=3", "lanas.round_size=1") == 1  # given: kept
+    assert size("run.executor=pool", "run.workers=3", "lanas.round_size=5") == 5
+    strategy = LaNAS(SearchSpace("macro", {}), {"samples": 4}, 0)  # on its own, unresolved: rounds of 1
+    assert strategy.options.round_size == 0 and len(strategy.propose([])) == 1
 
 
 def test_bad_search_options_are_refused(tmp_path):

@@ -4,8 +4,12 @@ observed rounds into a strategy's state, and uniform draws of unseen candidates.
 **Rounds and budget.** ``samples`` candidates are evaluated in all (a failed job counts: it cost
 a job); proposals come in rounds of ``round_size`` (the last round may be shorter). With
 ``round_size=1`` every sequential algorithm is exact: each proposal sees every earlier score.
-With larger rounds the executors can run a round's jobs in parallel, and each strategy says what
-a round means for it (its module docstring).
+With larger rounds the executors run a round's jobs in parallel, and each strategy says what a
+round means for it (its module docstring). ``round_size=0`` (the default) means one proposal per
+worker of the run: a search resolves it from its executor layout before anything is written
+(:func:`unnas.search_run.resolve_round_size`), so its saved config records the number; a strategy
+used on its own reads 0 as 1. The proposals depend on the number of workers through the round
+size only: give ``round_size`` to get the same proposals on any number of workers.
 
 **Determinism.** :meth:`ReplayStrategy.propose` folds the observed rounds into a state
 (:meth:`ReplayStrategy.absorb`) and draws the next round with a generator seeded by
@@ -38,7 +42,7 @@ ENUMERATE_LIMIT = 200_000  # spaces up to this size are enumerated once uniform 
 @dataclass(frozen=True)
 class BudgetOptions:
     samples: int = 100  # candidates evaluated in all (failed jobs count)
-    round_size: int = 1  # proposals per round (1: the sequential algorithm, exactly)
+    round_size: int = 0  # proposals per round (0: one per worker of the run; 1: the sequential algorithm, exactly)
 
 
 def require(strategy: str, key: str, value: Any, ok: bool, allowed: str) -> None:
@@ -112,8 +116,8 @@ class ReplayStrategy(Strategy):
     # ---- options
     def check(self, o: Any) -> None:
         require(self.name, "samples", o.samples, is_int(o.samples) and o.samples >= 1, "an integer >= 1")
-        require(self.name, "round_size", o.round_size, is_int(o.round_size) and o.round_size >= 1,
-                "an integer >= 1")
+        require(self.name, "round_size", o.round_size, is_int(o.round_size) and o.round_size >= 0,
+                "an integer >= 0 (0: one proposal per worker)")
 
     # ---- the fold
     def new_state(self) -> State:
@@ -148,7 +152,7 @@ class ReplayStrategy(Strategy):
 
     def propose(self, history: Sequence[Sequence[Observation]]) -> list[Proposal]:
         state = self.state_for(history)
-        n = min(self.options.round_size, self.options.samples - state.count)
+        n = min(self.options.round_size or 1, self.options.samples - state.count)
         if n <= 0:
             return []
         rng = np.random.default_rng([self.seed, len(history)])
