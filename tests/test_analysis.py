@@ -70,6 +70,13 @@ def test_build_ranking_means_over_seeds_and_order():
     assert build_ranking(rows(), n_boot=10).objectives == ["jigsaw", "rotation"]  # default: by name
 
 
+def test_ranking_of_a_saved_config_orders_objectives_as_the_command_named_them():
+    from unnas.analysis import ranking_of
+
+    rk, _ = ranking_of(rows(), {"run": {"pretext": "rotation,jigsaw"}}, n_boot=0)
+    assert rk.objectives == ["rotation", "jigsaw"] and rk.primary == "rotation"
+
+
 def test_complexity_prefers_the_supervised_job():
     rs = [_row("a0", "rotation", 0, 0.5, params=999), _row("a0", "supervised", 0, 0.6, params=111),
           _row("a1", "rotation", 0, 0.4, params=222)]

@@ -380,7 +380,7 @@ def ranking_of(rows: list[JobRow], config: dict, *, strict: bool = False, n_boot
             notes.append(f"reference table not used: {e}")
     proxies = {r.objective: bool(PROXIES.meta(r.objective).get("log_scale", False))
                for r in rows if r.objective in PROXIES}
-    listed = [p.strip() for p in str(run.get("proxies") or "").split(",") if p.strip()]
+    listed = [p.strip() for key in ("pretext", "proxies") for p in str(run.get(key) or "").split(",") if p.strip()]
     objective_order = [*objective_order, *listed]  # columns in the order the command named them
     ensembles = [parse_ensemble(e) for e in run.get("ensembles") or []]
     rk = build_ranking(rows, reference=reference, reference_name=ref_name, proxies=proxies, ensembles=ensembles,
