@@ -239,11 +239,18 @@ def test_pool_worker_killed_fails_only_its_job(tmp_path, monkeypatch):
     jobs = plan_jobs(cfg, specs(12, 8, 16))
     ctx = JobContext(job_config(cfg, 1), str(tmp_path), "cpu", 1, ("test_faults",))
     started = []
-    rows = {r.job_id: r for r in PoolExecutor(2, 1, dataset_for(cfg), data_key(cfg)).run(
-        jobs, ctx, Hooks(on_start=lambda j: started.append(j.job_id)))}
+    pool = PoolExecutor(2, 1, dataset_for(cfg), data_key(cfg))
+    rows = {r.job_id: r for r in pool.run(jobs, ctx, Hooks(on_start=lambda j: started.append(j.job_id)))}
     assert sorted(started) == sorted(j.job_id for j in jobs)
     assert [rows[j.job_id].status for j in jobs] == ["done", "failed", "done"]
     assert rows[jobs[1].job_id].error.startswith("worker process killed by SIGKILL")
+    kept = {w.proc.pid for w in pool.idle}  # the live workers wait for the next run (a round)
+    assert len(kept) in (1, 2) and all(w.proc.is_alive() for w in pool.idle)
+    again = list(pool.run(jobs[2:], ctx))
+    assert again[0].status == "done" and {w.proc.pid for w in pool.idle} <= kept  # no new worker started
+    workers = list(pool.idle)
+    pool.close()
+    assert not pool.idle and not any(w.proc.is_alive() for w in workers)
     for j in (jobs[0], jobs[2]):  # the same numbers in this process (resuming from the pool's checkpoint)
         local = run_job(j, ctx)
         drop = lambda m: {k: v for k, v in m.items() if k not in EXECUTION_METRICS}  # noqa: E731

@@ -242,7 +242,9 @@ class _Worker:
 
 
 class PoolExecutor:
-    """``workers`` processes on this machine, ``threads`` intra-op threads each."""
+    """``workers`` processes on this machine, ``threads`` intra-op threads each. Idle workers outlive
+    a :meth:`run` that finished, so the rounds of a search or of successive halving do not start
+    their workers again; :meth:`close` stops them (they also die with this process)."""
 
     name = "pool"
 
@@ -251,13 +253,15 @@ class PoolExecutor:
             raise UserError("--workers", workers, "an integer >= 1")
         self.workers, self.threads = workers, threads
         self.data_msg = ("data", key, data) if data is not None and key is not None else None
+        self.idle: list[_Worker] = []  # started workers kept between runs
 
     def run(self, jobs: Iterable[Job], ctx: JobContext, hooks: Hooks | None = None) -> Iterator[JobRow]:
         hooks = hooks or Hooks()
         mp = torch.multiprocessing.get_context("spawn")
         it, back = iter(jobs), collections.deque()
-        workers: list[_Worker] = []
-        exhausted = False
+        workers = [w for w in self.idle if w.proc.is_alive()]
+        self.idle = []
+        exhausted = finished = False
         try:
             while True:
                 while not exhausted:
@@ -290,9 +294,18 @@ class PoolExecutor:
                         yield row
                     if not w.proc.is_alive() and w.job is None:
                         workers.remove(w)
+            finished = True
         finally:
-            for w in workers:
-                w.stop(kill=w.job is not None)
+            if finished:
+                self.idle = workers
+            else:  # interrupted (or the caller stopped reading): no worker outlives the run
+                for w in workers:
+                    w.stop(kill=w.job is not None)
+
+    def close(self) -> None:
+        for w in self.idle:
+            w.stop()
+        self.idle = []
 
     @staticmethod
     def _receive(w: _Worker, hooks: Hooks) -> JobRow | None:

@@ -81,6 +81,9 @@ class Session:
         return f"\\[executor {ex}{par}, {self.threads or 'default'} thread(s) per job, {job_precisions(self.cfg)}]"
 
     def close(self) -> None:
+        close = getattr(self.executor, "close", None)
+        if close is not None:
+            close()
         if self.claims is not None:
             self.claims.release_all()
         self.store.close()
