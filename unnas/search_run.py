@@ -220,6 +220,7 @@ def _search_locked(cfg, run_dir, data, space, strategy, table, console, quiet, r
         rounds = ses.rounds(select=s.score)
         try:
             history = drive(strategy, rounds, on_round=lambda k, obs: console.print(_round_line(k, obs)))
+            ses.stop_workers()  # search.json counts their CPU seconds
         except KeyboardInterrupt:
             console.print("interrupted: finished jobs are stored; rerun the same command to resume")
             ses.store.export_csv()

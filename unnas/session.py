@@ -80,10 +80,14 @@ class Session:
             f" (auto, {available_cores()} cores)" if self.cfg.run.executor == "auto" else "")
         return f"\\[executor {ex}{par}, {self.threads or 'default'} thread(s) per job, {job_precisions(self.cfg)}]"
 
-    def close(self) -> None:
+    def stop_workers(self) -> None:
+        """Stop the executor's idle workers (from then on their CPU time is this process's children's)."""
         close = getattr(self.executor, "close", None)
         if close is not None:
             close()
+
+    def close(self) -> None:
+        self.stop_workers()
         if self.claims is not None:
             self.claims.release_all()
         self.store.close()

@@ -64,6 +64,7 @@ def test_proxy_driven_search_stores_every_candidate_once_and_resumes(tmp_path):
         rows = st.rows()
     assert len(rows) == 6 and len({r.arch_id for r in rows}) == 6 and {r.objective for r in rows} == {"naswot"}
     first = json.loads((tmp_path / "ev" / "search.json").read_text())
+    assert first["cpu_seconds"] >= 0.9 * first["job_cpu_seconds"] > 0  # the workers' CPU time is counted
     # a rerun replays the store: the same proposals, nothing evaluated again
     assert run_search(cfg, quiet=True) == 0
     with Store(tmp_path / "ev" / "store.sqlite") as st:
