@@ -204,7 +204,8 @@ def check_positive(proxy: str, **values: int) -> None:
 
 
 def _needed(opts: Any) -> int:
-    return getattr(opts, "batch_size", 1) * getattr(opts, "batches", 1)
+    own = getattr(opts, "images_needed", None)  # options whose count depends on another field
+    return own() if callable(own) else getattr(opts, "batch_size", 1) * getattr(opts, "batches", 1)
 
 
 def images_needed(name: str, options: Any = None) -> int:
