@@ -1,4 +1,4 @@
-"""MeCo and AZ-NAS's components against the authors' public code, run once on the same seeded
+"""MeCo, AZ-NAS's components and Zen-score against the authors' public code, run once on the same seeded
 networks and inputs.
 
 The numbers below were computed by the authors' code (not part of this project), fed the same
@@ -18,6 +18,10 @@ networks and inputs as ours (one intra-op thread, AMD EPYC CPU):
   NAS-Bench-Macro, every layer's output that is not its input: our adaptation of identity layers,
   which their code would score ``-inf``). ``gaussian16``: 16 Gaussian images; ``data8``: the first 8
   normalized images of the batch (their ``trainloader`` path). All agreed to the last bit.
+* ``zen``: idstcv/ZenNAS (commit d1d617e), ``ZeroShotProxy/compute_zen_score.py::compute_nas_score``
+  and its ``network_weight_gaussian_init``, extracted alone, with ``forward_pre_GAP`` our
+  ``forward_features``, the global RNG set to our generator's state (8 images, 4 repeats,
+  ``mixup_gamma=1e-2``); relative differences at most 2e-8 (their float32 sum order).
 
 Networks: NAS-Bench-201 cells at ``width=0.5, cells=2`` and NAS-Bench-Macro ``10201102`` at width
 0.25, weights from ``torch.manual_seed(seed)``; 64 seeded random uint8 images (3 x 32 x 32).
@@ -38,20 +42,24 @@ CASES = [
      {"meco_gaussian": 26.63748550415039, "meco_data": 26.884082794189453,
       "az_expressivity_gaussian16": 17.927200317382812, "az_progressivity_gaussian16": -0.08869147300720215,
       "az_trainability_gaussian16": -0.18783363013853166, "az_expressivity_data8": 18.393686890602112,
-      "az_progressivity_data8": -0.050032615661621094, "az_trainability_data8": -0.22856871945671897}),
+      "az_progressivity_data8": -0.050032615661621094, "az_trainability_data8": -0.22856871945671897,
+      "zen": 48.48177528381348}),
     ("nb201", {"arch": NB2, "width": 0.5, "cells": 2}, 1, 11,
      {"meco_gaussian": 27.772167205810547, "meco_data": 27.94512176513672,
       "az_expressivity_gaussian16": 21.828930020332336, "az_progressivity_gaussian16": -0.004871487617492676,
       "az_trainability_gaussian16": -0.1346221431844773, "az_expressivity_data8": 21.89694583415985,
-      "az_progressivity_data8": -0.0016636848449707031, "az_trainability_data8": -0.15283177291723027}),
+      "az_progressivity_data8": -0.0016636848449707031, "az_trainability_data8": -0.15283177291723027,
+      "zen": 50.23979473114014}),
     ("macro", {"arch": "10201102", "width": 0.25}, 2, 12,
      {"meco_gaussian": 3.248462438583374, "meco_data": 3.223963499069214,
       "az_expressivity_gaussian16": 18.440799951553345, "az_progressivity_gaussian16": 0.06809735298156738,
       "az_trainability_gaussian16": -0.35996179982062976, "az_expressivity_data8": 18.285595893859863,
-      "az_progressivity_data8": 0.06761550903320312, "az_trainability_data8": -0.6089056927353307}),
+      "az_progressivity_data8": 0.06761550903320312, "az_trainability_data8": -0.6089056927353307,
+      "zen": 21.66311264038086}),
 ]
 # key -> (proxy, options, relative tolerance)
-RUNS = {"meco_gaussian": ("meco", None, 1e-4), "meco_data": ("meco", {"input": "data"}, 1e-4)}
+RUNS = {"meco_gaussian": ("meco", None, 1e-4), "meco_data": ("meco", {"input": "data"}, 1e-4),
+        "zen": ("zen", {"batch_size": 8, "repeats": 4}, 1e-6)}
 for _part in ("expressivity", "progressivity", "trainability"):
     RUNS[f"az_{_part}_gaussian16"] = (f"az_{_part}", {"batch_size": 16}, 1e-6)
     RUNS[f"az_{_part}_data8"] = (f"az_{_part}", {"batch_size": 8, "input": "data"}, 1e-6)
