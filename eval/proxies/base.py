@@ -9,7 +9,8 @@ A proxy is a pure function ``f(x: ProxyInput, options) -> float`` registered in
 * ``x.objective`` is a label-free objective that owns the untrained candidate backbone; proxies that
   need a loss call ``objective(images, None, generator)["loss"]`` (no label exists anywhere).
 * ``x.images`` is a uint8 ``(B, C, H, W)`` batch from the training split; a proxy reads the first
-  ``options.batch_size`` images (``options.batches`` times as many for ZiCo), see
+  ``options.batch_size`` images (``options.batches`` times as many for ZiCo; options that define
+  ``images_needed()`` say themselves, e.g. one image when a proxy draws Gaussian inputs), see
   :func:`images_needed`.
 * **Higher is better** for every registered proxy.
 * Metadata: ``log_scale`` (the value spans many decades: rank and report :func:`scaled`, its
