@@ -77,6 +77,14 @@ def parse_ensemble(text: str):
     return parse(text)
 
 
+def rank_ensemble(columns: list[np.ndarray]) -> np.ndarray:
+    """Mean of the parts' ranks over the candidates that have every part; NaN elsewhere (the
+    ``mean`` rule of :mod:`unnas.eval.aggregate`)."""
+    from unnas.eval.aggregate import Ensemble
+
+    return Ensemble(tuple(str(i) for i in range(len(columns)))).combine(columns)
+
+
 @dataclass
 class Ranking:
     """One row per candidate: spec, complexity, every score column, the reference."""
