@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                             ag["spearman"]["ci_high"]],
                        "kendall": ag["kendall"]["value"], "kendall_ci": [ag["kendall"]["ci_low"], ag["kendall"]["ci_high"]],
                        "top1_reference": ag.get("top1_reference"),
+                       "top10pct_reference": ag.get("top10pct_reference"),  # 50 networks: the top-5 picks' mean
                        "seconds_per_network": per_network(col),
                        "median_job_seconds": statistics.median(seconds[src]) if seconds.get(src) else None}
     print(json.dumps({"benchmark": "fidelity", "generator": a.generator, "reference": Path(a.reference).name,

@@ -67,7 +67,8 @@ def test_proxies_alone_train_nothing_and_agree_with_the_table(tmp_path):
 def test_pretext_with_a_table_runs_no_supervised_job_and_ensembles_by_rank(tmp_path):
     table = _table(tmp_path)
     code, run = _run(tmp_path, "e", "--pretext", "rotation", "--proxies", "synflow", "--reference", str(table),
-                     "--ensemble", "rotation,synflow,flops", "train.epochs=1", "--params", "width=0.125")
+                     "--ensemble", "rotation,synflow,flops", "--ensemble", "logrank:rotation,synflow,flops",
+                     "train.epochs=1", "--params", "width=0.125")
     assert code == 0
     with Store(run / "store.sqlite") as st:
         rows = st.rows()
@@ -80,6 +81,12 @@ def test_pretext_with_a_table_runs_no_supervised_job_and_ensembles_by_rank(tmp_p
     parts = [rankdata([table_rows[i][c] for i in ids]) for c in ("rotation", "synflow", "flops")]
     want = np.mean(parts, axis=0)
     assert [table_rows[i][ens] for i in ids] == pytest.approx(list(want))
+    log_ens = "ensemble[logrank](rotation+synflow+flops)"  # AZ-NAS's rule, named with its rule and parts
+    assert ranking["columns"][log_ens] == {"kind": "ensemble", "uses_labels": False, "source": "rotation+synflow+flops",
+                                           "log_scale": False, "rule": "logrank"}
+    assert ranking["columns"][ens]["rule"] == "mean"
+    want_log = np.sum([np.log(p / len(ids)) for p in parts], axis=0)
+    assert [table_rows[i][log_ens] for i in ids] == pytest.approx(list(want_log))
     assert set(ranking["agreement"]) >= {ens, "rotation", "rotation/knn", "synflow", "params", "flops"}
 
 
@@ -111,6 +118,9 @@ def test_unknown_proxy_and_label_reading_ensemble_are_refused(tmp_path, capsys):
     code, run = _run(tmp_path, "x", "--ensemble", "rotation,supervised")
     err = capsys.readouterr().err
     assert code == 2 and "ensembles combine the run's label-free scores" in err and not run.exists()
+    code, run = _run(tmp_path, "x", "--ensemble", "median:rotation,flops")
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == "error: --ensemble rule: invalid value 'median'; allowed: logrank, mean" and not run.exists()
 
 
 

@@ -53,7 +53,7 @@ def reference_label(rk: Ranking) -> str:
     return "supervised test accuracy" if rk.reference_name == SUPERVISED else f"{rk.reference_name} accuracy"
 
 
-KIND_LABELS = {"objective": "label-free held-out score", "ensemble": "mean rank, label-free",
+KIND_LABELS = {"objective": "label-free held-out score", "ensemble": "rank ensemble (rule in its name), label-free",
                "proxy": "zero-cost proxy, label-free", "rung": "label-free score at the rung",
                "probe": "probe accuracy, uses labels", "supervised": "supervised accuracy, uses labels",
                "baseline": "label-free"}

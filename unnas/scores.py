@@ -10,7 +10,8 @@ objective      ``rotation``: the objective's label-free held-out score    no
 probe          ``rotation/knn``, ``rotation/linear``                      yes
 proxy          ``synflow``, ``naswot``, ...: zero-cost, no training       no
 baseline       ``params``, ``flops``                                      no
-ensemble       ``ensemble(rotation+synflow+flops)``: mean rank of parts   no
+ensemble       ``ensemble(rotation+flops)``: mean rank of parts;          no
+               ``ensemble[logrank](...)``: another rule (eval/aggregate)
 rung           ``rotation@3ep``: a successive-halving rung                no
 supervised     ``supervised``: the supervised jobs (when a table is       yes
                the reference; otherwise they *are* the reference)
@@ -50,6 +51,7 @@ class Column:
     source: str = ""  # the objective / proxy it comes from
     log_scale: bool = False  # displays show log10 (a proxy spanning many decades)
     epochs: int = 0  # rung columns: the rung's epochs
+    rule: str = ""  # ensemble columns: the rank aggregation rule (unnas.eval.aggregate)
 
     @property
     def uses_labels(self) -> bool:
@@ -57,28 +59,30 @@ class Column:
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "uses_labels": self.uses_labels, "source": self.source,
-                "log_scale": self.log_scale, **({"epochs": self.epochs} if self.epochs else {})}
+                "log_scale": self.log_scale, **({"epochs": self.epochs} if self.epochs else {}),
+                **({"rule": self.rule} if self.rule else {})}
 
 
 def ensemble_name(parts: Iterable[str]) -> str:
-    return "ensemble(" + "+".join(parts) + ")"
+    """The column name of an ensemble (its rule and parts, :mod:`unnas.eval.aggregate`)."""
+    from unnas.eval.aggregate import as_ensemble
+
+    return as_ensemble(parts).name
 
 
-def parse_ensemble(text: str) -> list[str]:
-    return [p.strip() for p in str(text).split(",") if p.strip()]
+def parse_ensemble(text: str):
+    """``"[RULE:]a,b"`` -> an :class:`unnas.eval.aggregate.Ensemble` (iterating it yields the parts)."""
+    from unnas.eval.aggregate import parse
+
+    return parse(text)
 
 
 def rank_ensemble(columns: list[np.ndarray]) -> np.ndarray:
-    """Mean of the parts' ranks (average ranks for ties; higher value = higher rank) over the
-    candidates that have every part; NaN elsewhere. Uses ranks only, so no weight is learned."""
-    from scipy.stats import rankdata
+    """Mean of the parts' ranks over the candidates that have every part; NaN elsewhere (the
+    ``mean`` rule of :mod:`unnas.eval.aggregate`)."""
+    from unnas.eval.aggregate import Ensemble
 
-    stack = np.vstack(columns)
-    ok = np.isfinite(stack).all(axis=0)
-    out = np.full(stack.shape[1], np.nan)
-    if ok.any():
-        out[ok] = np.mean([rankdata(c[ok]) for c in stack], axis=0)
-    return out
+    return Ensemble(tuple(str(i) for i in range(len(columns)))).combine(columns)
 
 
 @dataclass
@@ -174,8 +178,11 @@ def build_ranking(rows: Iterable[JobRow], *, reference: Mapping[str, float] | No
     ``proxies``: proxy name -> log_scale, for the rows whose objective is a proxy. ``reference``:
     a published table's ``arch_id -> accuracy`` (default: the supervised jobs). ``primary``: which
     column sorts the table: ``pretext`` (the first objective's label-free score), ``knn`` /
-    ``linear`` (its probe), or a column name; an ensemble, when given, comes first.
+    ``linear`` (its probe), or a column name; an ensemble, when given, comes first. ``ensembles``:
+    each an :class:`unnas.eval.aggregate.Ensemble`, its text or its parts (mean rank).
     """
+    from unnas.eval.aggregate import as_ensemble
+
     rows = list(rows)
     proxies = dict(proxies or {})
     order = {o: i for i, o in enumerate(dict.fromkeys(objective_order))}
@@ -233,11 +240,10 @@ def build_ranking(rows: Iterable[JobRow], *, reference: Mapping[str, float] | No
                  generators={r.arch_id: r.generator for r in rows})
     ens_names = []
     for parts in ensembles:
-        parts = list(parts)
-        name = ensemble_name(parts)
-        rk.scores[name] = dict(zip(rk.arch_ids, rank_ensemble([rk.column(p) for p in parts])))
-        rk.columns = {name: Column(name, "ensemble", "+".join(parts)), **rk.columns}
-        ens_names.append(name)
+        ens = as_ensemble(parts)
+        rk.scores[ens.name] = dict(zip(rk.arch_ids, ens.combine([rk.column(p) for p in ens])))
+        rk.columns = {ens.name: Column(ens.name, "ensemble", "+".join(ens), rule=ens.rule), **rk.columns}
+        ens_names.append(ens.name)
     rk.primary = _primary(rk, primary, ens_names)
     if ref:
         refcol = rk.column(REFERENCE)

@@ -9,7 +9,8 @@ A proxy is a pure function ``f(x: ProxyInput, options) -> float`` registered in
 * ``x.objective`` is a label-free objective that owns the untrained candidate backbone; proxies that
   need a loss call ``objective(images, None, generator)["loss"]`` (no label exists anywhere).
 * ``x.images`` is a uint8 ``(B, C, H, W)`` batch from the training split; a proxy reads the first
-  ``options.batch_size`` images (``options.batches`` times as many for ZiCo), see
+  ``options.batch_size`` images (``options.batches`` times as many for ZiCo; options that define
+  ``images_needed()`` say themselves, e.g. one image when a proxy draws Gaussian inputs), see
   :func:`images_needed`.
 * **Higher is better** for every registered proxy.
 * Metadata: ``log_scale`` (the value spans many decades: rank and report :func:`scaled`, its
@@ -204,7 +205,8 @@ def check_positive(proxy: str, **values: int) -> None:
 
 
 def _needed(opts: Any) -> int:
-    return getattr(opts, "batch_size", 1) * getattr(opts, "batches", 1)
+    own = getattr(opts, "images_needed", None)  # options whose count depends on another field
+    return own() if callable(own) else getattr(opts, "batch_size", 1) * getattr(opts, "batches", 1)
 
 
 def images_needed(name: str, options: Any = None) -> int:
