@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.unnas-installed
 
-.PHONY: install demo test test-slow bench lint clean
+.PHONY: install demo test test-slow bench lint docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,12 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
+docs: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[docs]'
+	$(PY) -m mkdocs build --strict
+
 lint: install
 	$(PY) -m ruff check unnas pretext moco eval tests benchmarks
 
 clean:
-	rm -rf runs build *.egg-info
+	rm -rf runs build site *.egg-info

@@ -35,7 +35,8 @@ def parse_vary(items: Sequence[str]) -> dict[str, list]:
     return out
 
 
-def _args(argv: Sequence[str] | None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
+    """The command's options (the docs generate its reference from them)."""
     p = ArgumentParser(prog="python -m unnas.sample", description=__doc__.split("\n\n")[0])
     p.add_argument("--generator", required=True, help="generator name, or timm:MODEL")
     p.add_argument("-n", "--num-archs", type=int, default=8)
@@ -52,7 +53,11 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="clip length for video generators such as s3d (0 = the generator's default)")
     p.add_argument("--max-draws", type=int, default=0, help="give up after this many draws (0 = automatic)")
     p.add_argument("--out", type=Path, help="write the table as CSV")
-    return p.parse_args(argv)
+    return p
+
+
+def _args(argv: Sequence[str] | None) -> argparse.Namespace:
+    return parser().parse_args(argv)
 
 
 def rows_for(specs, in_channels: int, image_size: int, frames: int = 0) -> list[dict[str, Any]]:
