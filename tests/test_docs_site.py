@@ -78,3 +78,13 @@ def test_the_api_of_a_mapped_package_loads_with_its_docstrings(hooks):
     correlation = unnas["eval.correlation"]
     assert correlation.path == "unnas.eval.correlation"
     assert ":func:" not in (correlation.docstring.value if correlation.docstring else "")
+
+
+def test_subcommands_get_their_own_sections(hooks):
+    p = argparse.ArgumentParser(prog="unnas")
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("rank", description="Rank.").add_argument("--epochs", type=int, default=4, help="epochs")
+    md = hooks.command_markdown(p)
+    assert "### `unnas rank`\n\nRank.\n" in md
+    assert "| `--epochs` `EPOCHS` | `4` | epochs |" in md
+    assert "`command`" not in md  # the subcommand selector is not an option row
