@@ -36,6 +36,8 @@ def test_every_option_of_every_command_is_in_the_reference(hooks):
     for parser in parsers.values():
         assert f"`{parser.prog}`" in page
         for action in parser._actions:
+            if action.help == argparse.SUPPRESS:
+                continue
             for option in action.option_strings:
                 if option not in ("-h", "--help"):
                     assert f"`{option}`" in page, (parser.prog, option)
@@ -46,11 +48,15 @@ def test_a_section_shows_default_help_and_required(hooks):
     p.add_argument("--width", type=int, default=16, help="channels | width (default %(default)s)")
     p.add_argument("--name", required=True, help="run name")
     p.add_argument("--quiet", action="store_true", help="no output")
+    p.add_argument("--old-name", dest="name", help=argparse.SUPPRESS)
+    p.epilog = "examples:\n  tool --name a"
     md = hooks.command_markdown(p)
     assert md.startswith("## `tool`\n\nDoes `x.y` things.\n")
     assert "| `--width` `WIDTH` | `16` | channels \\| width (default 16) |" in md
     assert "| `--name` `NAME` |  | run name (required) |" in md
     assert "| `--quiet` |  | no output |" in md
+    assert "--old-name" not in md
+    assert md.endswith("```\nexamples:\n  tool --name a\n```\n")
 
 
 def test_uses_the_unnas_command_parsers_when_the_cli_has_them(hooks, monkeypatch):

@@ -109,13 +109,15 @@ def command_markdown(parser: argparse.ArgumentParser, level: int = 2) -> str:
               "| option | default | what |", "|---|---|---|"]
     subcommands = []
     for action in parser._actions:
-        if isinstance(action, argparse._HelpAction):
-            continue
+        if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
+            continue  # -h, and hidden options (old spellings kept as aliases)
         if isinstance(action, argparse._SubParsersAction):
             subcommands += list(action.choices.values())
             continue
         lines.append(f"| {_option(action)} | {_default(action)} | {_help(parser, action)} |")
     lines.append("")
+    if parser.epilog:
+        lines += ["```", parser.epilog.strip("\n"), "```", ""]
     for subparser in subcommands:
         lines.append(command_markdown(subparser, level + 1))
     return "\n".join(lines)
