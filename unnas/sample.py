@@ -35,24 +35,29 @@ def parse_vary(items: Sequence[str]) -> dict[str, list]:
     return out
 
 
-def _args(argv: Sequence[str] | None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
+    """The command's options (the docs generate its reference from them)."""
     p = ArgumentParser(prog="python -m unnas.sample", description=__doc__.split("\n\n")[0])
     p.add_argument("--generator", required=True, help="generator name, or timm:MODEL")
-    p.add_argument("-n", "--num-archs", type=int, default=8)
+    p.add_argument("-n", "--num-archs", type=int, default=8, help="candidates to draw")
     p.add_argument("--seed", type=int, default=0, help="master seed of the population")
     p.add_argument("--params", nargs="*", default=[], metavar="K=V", help="fixed generator parameters")
     p.add_argument("--vary", nargs="*", default=[], metavar="K=V1,V2", help="parameters drawn from a list")
-    p.add_argument("--min-params", type=count, metavar="N")
-    p.add_argument("--max-params", type=count, metavar="N")
-    p.add_argument("--min-flops", type=count, metavar="N")
-    p.add_argument("--max-flops", type=count, metavar="N")
-    p.add_argument("--in-channels", type=int, default=3)
-    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--min-params", type=count, metavar="N", help="at least N parameters (k, M, G suffixes: 2M)")
+    p.add_argument("--max-params", type=count, metavar="N", help="at most N parameters")
+    p.add_argument("--min-flops", type=count, metavar="N", help="at least N FLOPs per image (300M, 1.5G)")
+    p.add_argument("--max-flops", type=count, metavar="N", help="at most N FLOPs per image")
+    p.add_argument("--in-channels", type=int, default=3, help="input channels the networks are built for")
+    p.add_argument("--image-size", type=int, default=32, help="input side in pixels (for FLOPs)")
     p.add_argument("--frames", type=int, default=0,
                    help="clip length for video generators such as s3d (0 = the generator's default)")
     p.add_argument("--max-draws", type=int, default=0, help="give up after this many draws (0 = automatic)")
     p.add_argument("--out", type=Path, help="write the table as CSV")
-    return p.parse_args(argv)
+    return p
+
+
+def _args(argv: Sequence[str] | None) -> argparse.Namespace:
+    return parser().parse_args(argv)
 
 
 def rows_for(specs, in_channels: int, image_size: int, frames: int = 0) -> list[dict[str, Any]]:
