@@ -215,16 +215,15 @@ def _merge(cfg: DictConfig, other: DictConfig | dict, source: str) -> DictConfig
 
 
 def load(path: str | Path | None = None, overrides: Iterable[str] = (), base: dict | None = None) -> Config:
-    """Merge defaults <- ``base`` (e.g. CLI options) <- YAML file <- dotted overrides."""
+    """Merge defaults <- YAML file <- ``base`` (the command's flags) <- dotted overrides: flags win
+    over the file, the file wins over the built-in defaults."""
     return to_config(merge_sources(schema(), path, overrides, base))
 
 
 def merge_sources(cfg: DictConfig, path: str | Path | None = None, overrides: Iterable[str] = (),
                   base: dict | None = None) -> DictConfig:
-    """``cfg`` (a structured schema) <- ``base`` <- YAML file <- dotted overrides, checked against
-    the schema (commands with extra sections pass their own schema)."""
-    if base:
-        cfg = _merge(cfg, OmegaConf.create(base), "option")
+    """``cfg`` (a structured schema) <- YAML file <- ``base`` (flags) <- dotted overrides, checked
+    against the schema (commands with extra sections pass their own schema)."""
     if path:
         p = Path(path)
         if not p.is_file():
@@ -236,6 +235,8 @@ def merge_sources(cfg: DictConfig, path: str | Path | None = None, overrides: It
         if not isinstance(data, dict):
             raise UserError("--config", str(path), "a mapping of sections", message="not a mapping")
         cfg = _merge(cfg, OmegaConf.create(data), str(path))
+    if base:
+        cfg = _merge(cfg, OmegaConf.create(base), "option")
     overrides = list(overrides)
     for item in overrides:
         if "=" not in item:
