@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -80,8 +81,12 @@ def load_run(path: str | Path) -> RunInfo:
     if not db.is_file():
         raise UserError("RUN_DIR", str(path), "a run folder holding store.sqlite",
                         message="not a run folder (no store.sqlite)")
-    with Store(db) as store:
-        rows = store.rows()
+    try:
+        with Store(db) as store:
+            rows = store.rows()
+    except sqlite3.DatabaseError as e:
+        raise UserError("RUN_DIR", str(db), "a results store written by unnas",
+                        message=f"unreadable store ({e})") from None
     cfg_file = path / "config.yaml"
     text = cfg_file.read_text() if cfg_file.is_file() else ""
     try:

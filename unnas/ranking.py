@@ -28,7 +28,7 @@ from unnas.analysis import dumps
 from unnas.config import Config
 from unnas.engine import resolve_device
 from unnas.errors import UserError
-from unnas.executors import check_ray_address
+from unnas.executors import check_executor_installed, check_ray_address
 from unnas.lock import RunLock
 from unnas.objectives.base import DataInfo, objective_class
 from unnas.precision import with_precision
@@ -89,6 +89,7 @@ def validate(cfg: Config) -> None:
             raise UserError(field, value, allowed)
     if cfg.train.epochs == 0 and cfg.train.steps == 0:
         raise UserError("--epochs", 0, "at least 1 epoch (or --steps > 0)", message="no training budget")
+    check_executor_installed(cfg.run.executor)
     resolve_device(cfg.run.device)
 
 
@@ -203,6 +204,9 @@ def check_scores(cfg: Config) -> None:
                                                                      "(objectives, proxies, params, flops)")
     if cfg.budget.kind not in ("fixed", "sh"):
         raise UserError("--budget", cfg.budget.kind, "fixed, sh")
+    if cfg.budget.kind != "sh" and cfg.budget.rungs:
+        raise UserError("--rungs", ",".join(map(str, cfg.budget.rungs)), "rungs only with --budget sh",
+                        message=f"rungs are successive halving's, and the budget is {cfg.budget.kind}")
     if cfg.budget.kind == "sh":
         if not pretexts:
             raise UserError("--budget", "sh", "a label-free objective to train", message="successive halving needs one")

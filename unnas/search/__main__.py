@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from unnas.cli import parse_command
 from unnas.errors import UserError
 
 # unnas.rank options that have no meaning for one supernet search
@@ -109,7 +110,7 @@ def search_kind(a: argparse.Namespace, base: dict) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_intermixed_args(argv)
+    args = parse_command(parser(), argv)
     try:
         from unnas.runner import import_plugins
 
