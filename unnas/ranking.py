@@ -217,6 +217,21 @@ def check_scores(cfg: Config) -> None:
             raise UserError("budget.score", cfg.budget.score, [*pretexts, *ensemble_names(cfg)])
 
 
+def check_proxies_kind(cfg: Config, info: DataInfo) -> None:
+    """Zero-cost proxies read uint8 image batches ``(B, C, H, W)``: refuse them on clips before any
+    job, naming the label-free objectives that work on this data."""
+    proxies = proxies_of(cfg)
+    if not proxies or info.kind == "image":
+        return
+    from unnas.objectives.base import describe
+    from unnas.registry import OBJECTIVES
+
+    fit = [n for n in OBJECTIVES.names() if info.kind in getattr(OBJECTIVES.get(n), "data_kinds", ("image",))
+           and not OBJECTIVES.get(n).uses_labels]
+    raise UserError("--proxies", ",".join(proxies), f"--pretext {', '.join(fit)} (with --proxies none)",
+                    message=f"zero-cost proxies work on image batches, and this dataset holds {describe(info)}")
+
+
 def ensemble_names(cfg: Config) -> list[str]:
     from unnas.scores import ensemble_name, parse_ensemble
 
@@ -256,6 +271,7 @@ def run_ranking(cfg: Config, quiet: bool = False, *, retry_failed: bool = False,
     info = DataInfo.of(data)
     objectives = objectives_of(cfg)
     check_generator_kind(cfg.model.generator, info.kind)
+    check_proxies_kind(cfg, info)
     checked = list(objectives) + ([cfg.proxy.loss] if proxies_of(cfg) else [])
     for obj in dict.fromkeys(checked):
         cls = objective_class(obj)

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from unnas.analysis import fmt_corr
+from unnas.eval.correlation import MIN_CANDIDATES
 from unnas.jobs import PROBE_METRICS
 from unnas.scores import BASELINES, REFERENCE, SUPERVISED, Ranking
 
@@ -84,6 +85,10 @@ def print_ranking(rk: Ranking, console: Console) -> None:
                       fmt_corr(ag["spearman"]), fmt_corr(ag["kendall"]),
                       _cell(rk, REFERENCE, ag.get("top1_reference")))
         console.print(a)
+        few = min(ag["n"] for ag in rk.agreement.values())
+        if few < MIN_CANDIDATES:
+            console.print(f"[yellow]warning: agreement over {few} candidate(s), fewer than {MIN_CANDIDATES}: the "
+                          "correlations and their intervals mean little (rank more candidates, --num-archs)[/]")
         best = next(iter(rk.agreement.values()), {}).get("best_reference")
         if best is not None and math.isfinite(best):
             console.print(f"best {rk.reference_name} accuracy in the population: {100 * best:.1f}")
