@@ -195,6 +195,7 @@ class Moco(Objective):
 
     name = "moco"
     sync_batchnorm = False  # data-parallel: per-process BN, keys shuffled across processes (shuffle BN)
+    fresh_loss_informative = False  # empty queue: the positive is the only logit, the loss is exactly 0
 
     def __init__(self, backbone, info, options: MocoOptions | None = None):
         super().__init__(backbone, info, options if options is not None else MocoOptions())

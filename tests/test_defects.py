@@ -33,3 +33,41 @@ def test_few_candidates_warn_that_the_statistics_mean_nothing():
     assert "[+1.000, +1.000]" in _printed(3)  # the collapsed interval the warning is about
     assert "fewer than 5" in _printed(3)
     assert "warning" not in _printed(MIN_CANDIDATES)
+
+
+def _digits_objective(name: str):
+    import torch
+
+    from unnas import config
+    from unnas.data import load_dataset
+    from unnas.objectives.base import DataInfo, build_objective, objective_class
+    from unnas.population import sample_population
+    from unnas.spec import build
+
+    data = load_dataset(config.load().data)
+    info = DataInfo.of(data)
+    spec = sample_population("resnet", 1, 0)[0]
+    torch.manual_seed(0)
+    backbone = build(spec, objective_class(name).input_channels(data.channels))
+    return build_objective(name, backbone, info, None), data.train.images[:256]
+
+
+def test_a_fresh_moco_loss_is_refused_for_gradient_proxies():
+    import pytest
+    import torch
+    from unnas.eval.proxies.base import ProxyInput, compute_proxy
+
+    from unnas import config
+    from unnas.errors import UserError
+    from unnas.ranking import check_scores
+
+    moco, images = _digits_objective("moco")
+    assert moco(images, None, torch.Generator().manual_seed(0))["loss"].item() == 0.0  # empty queue: no negatives
+    for proxy in ("grad_norm", "snip", "fisher", "zico"):
+        with pytest.raises(UserError, match="proxy.loss: the loss of an untrained moco is constant"):
+            compute_proxy(proxy, ProxyInput(moco, images, torch.Generator().manual_seed(0)))
+    with pytest.raises(UserError, match="proxy.loss"):
+        check_scores(config.load(None, ["run.proxies=snip", "proxy.loss=moco"]))
+    check_scores(config.load(None, ["run.proxies=synflow", "proxy.loss=moco"]))  # synflow reads no loss
+    rotation, _ = _digits_objective("rotation")
+    assert compute_proxy("grad_norm", ProxyInput(rotation, images, torch.Generator().manual_seed(0))) > 0

@@ -186,13 +186,14 @@ def check_scores(cfg: Config) -> None:
         raise UserError("--score", cfg.eval.score, ["pretext", *probes],
                         message="the ranking column must be the label-free score or a probe in eval.probes")
     if proxies:
-        from unnas.eval.proxies.base import check_options
+        from unnas.eval.proxies.base import check_loss, check_options
 
-        for name in proxies:  # missing or invalid options: refused here, not once per job
-            check_options(name, cfg.objectives.get(name))
         loss = objective_class(cfg.proxy.loss)
         if loss.uses_labels:
             raise UserError("proxy.loss", cfg.proxy.loss, "a label-free objective", message="proxies must not read labels")
+        for name in proxies:  # missing or invalid options: refused here, not once per job
+            check_options(name, cfg.objectives.get(name))
+            check_loss(name, loss)
     allowed = [*pretexts, *proxies, *BASELINES]
     for text in cfg.run.ensembles:
         parts = parse_ensemble(text)
