@@ -9,6 +9,7 @@ config=Cls)``); it appears as a top-level section named after the objective (``m
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -211,7 +212,9 @@ def _merge(cfg: DictConfig, other: DictConfig | dict, source: str) -> DictConfig
             if key.startswith("model.params"):
                 allowed = None
             raise UserError(f"{source} key {key}", None, allowed, message="unknown key") from None
-        raise UserError(f"{source} key {key}", None, None, message=msg) from None
+        wanted = re.search(r"could not be converted to (\w+)", msg)
+        raise UserError(f"{source} key {key}", None, f"a value of type {wanted.group(1)}" if wanted else None,
+                        message=msg) from None
 
 
 def load(path: str | Path | None = None, overrides: Iterable[str] = (), base: dict | None = None) -> Config:

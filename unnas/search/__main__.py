@@ -79,12 +79,12 @@ def check_options(a: argparse.Namespace, supernet: bool) -> None:
         for key in _NOT_FOR_SUPERNETS:
             if _given(a, key):
                 v = getattr(a, key)
-                raise UserError(_flag(a, key), None if isinstance(v, bool) else v, None,
+                raise UserError(_flag(a, key), None if isinstance(v, bool) else v, "no value with --method",
                                 message="not used by a supernet search (--method)")
         return
     for key, instead in _NOT_FOR_STRATEGIES.items():
         if _given(a, key):
-            raise UserError(_flag(a, key), getattr(a, key), None,
+            raise UserError(_flag(a, key), getattr(a, key), f"{instead} instead",
                             message=f"not used by a strategy search (use {instead})")
     if a.samples is not None and a.samples < 1:
         raise UserError("--samples", a.samples, "a positive number of candidates")
