@@ -151,7 +151,8 @@ def sample_population(generator: str, n: int, master_seed: int, base_params: dic
     if len(specs) < n:
         field = _binding_bound(params_range, flops_range, observed) if len(seen) > len(specs) else "--num-archs"
         raise UserError(field, n if field == "--num-archs" else _bound_value(field, params_range, flops_range),
-                        None, message=_shortfall(generator, len(specs), n, draws, len(seen),
+                        "fewer candidates" if field == "--num-archs" else "a bound the sampled candidates can meet",
+                        message=_shortfall(generator, len(specs), n, draws, len(seen),
                                                  params_range, flops_range, observed))
     return specs
 
