@@ -71,3 +71,32 @@ def test_a_fresh_moco_loss_is_refused_for_gradient_proxies():
     check_scores(config.load(None, ["run.proxies=synflow", "proxy.loss=moco"]))  # synflow reads no loss
     rotation, _ = _digits_objective("rotation")
     assert compute_proxy("grad_norm", ProxyInput(rotation, images, torch.Generator().manual_seed(0))) > 0
+
+
+def test_dotted_overrides_after_params_are_config_overrides():
+    from unnas import config
+    from unnas.cli import parse_command
+    from unnas.rank import options_to_config, parser
+
+    a = parse_command(parser(), ["--params", "k=4", "train.epochs=1", "nodes=6"])
+    assert a.params == ["k=4", "nodes=6"] and a.overrides == ["train.epochs=1"]
+    cfg = config.load(a.config, a.overrides, base=options_to_config(a))
+    assert cfg.train.epochs == 1 and dict(cfg.model.params) == {"k": 4, "nodes": 6}
+
+
+def test_proxies_are_refused_on_clips_before_any_job():
+    import pytest
+
+    from unnas import config
+    from unnas.errors import UserError
+    from unnas.objectives.base import DataInfo
+    from unnas.ranking import check_proxies_kind
+
+    cfg = config.load(None, ["run.pretext=none", "run.proxies=synflow,naswot"])
+    clips = DataInfo(1, 10, (16, 16), (0.3,), (0.2,), frames=8)
+    with pytest.raises(UserError) as e:
+        check_proxies_kind(cfg, clips)
+    assert str(e.value) == ("--proxies: zero-cost proxies work on image batches, and this dataset holds video clips "
+                            "of 8 frames: synflow,naswot; allowed: --pretext arrow-of-time, clip-moco, clip-rotation, "
+                            "temporal-order (with --proxies none)")
+    check_proxies_kind(cfg, DataInfo(1, 10, (16, 16), (0.3,), (0.2,)))  # images: fine
