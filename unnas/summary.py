@@ -52,8 +52,8 @@ def _cell(rk: Ranking, name: str, v) -> str:
         if col is not None and col.kind == "objective" and v > 1:  # a successive-halving order: rung + score
             return f"r{int(v)}:{100 * (v - int(v)):.1f}"
         return f"{100 * v:.1f}"
-    if col.log_scale and v > 0:
-        return f"1e{math.log10(v):.2f}"
+    if col.log_scale:  # ranked as log10 (unnas.analysis.log_scaled)
+        return f"1e{v:.2f}"
     return _num(v)
 
 
@@ -89,6 +89,9 @@ def print_ranking(rk: Ranking, console: Console) -> None:
         if few < MIN_CANDIDATES:
             console.print(f"[yellow]warning: agreement over {few} candidate(s), fewer than {MIN_CANDIDATES}: the "
                           "correlations and their intervals mean little (rank more candidates, --num-archs)[/]")
+        last = {name: ag.get("n_nonfinite", 0) for name, ag in rk.agreement.items() if ag.get("n_nonfinite")}
+        for name, k in last.items():
+            console.print(f"{name}: {k} candidate(s) with a non-finite value, ranked last (tied)")
         best = next(iter(rk.agreement.values()), {}).get("best_reference")
         if best is not None and math.isfinite(best):
             console.print(f"best {rk.reference_name} accuracy in the population: {100 * best:.1f}")
