@@ -84,7 +84,8 @@ def _check_range(what: str, rng: Range | None) -> Range | None:
         if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
             raise UserError(flag, v, "a non-negative number, or none for an open end")
     if lo is not None and hi is not None and lo > hi:
-        raise UserError(lo_flag, f"{lo:g}", f"at most {hi_flag} ({hi:g})", message=f"{lo:g} is above {hi_flag} {hi:g}")
+        raise UserError(lo_flag, f"{lo:g}", f"at most {hi_flag} ({hi:g})",
+                        message=f"empty range: {lo:g} is above {hi_flag} {hi:g}")
     return (lo, hi)
 
 
