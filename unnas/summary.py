@@ -88,7 +88,7 @@ def print_ranking(rk: Ranking, console: Console) -> None:
         few = min(ag["n"] for ag in rk.agreement.values())
         if few < MIN_CANDIDATES:
             console.print(f"[yellow]warning: agreement over {few} candidate(s), fewer than {MIN_CANDIDATES}: the "
-                          "correlations and their intervals mean little (rank more candidates, --num-archs)[/]")
+                          "correlations and their intervals mean nothing (rank more candidates, --num-archs)[/]")
         last = {name: ag.get("n_nonfinite", 0) for name, ag in rk.agreement.items() if ag.get("n_nonfinite")}
         for name, k in last.items():
             console.print(f"{name}: {k} candidate(s) with a non-finite value, ranked last (tied)")
