@@ -28,6 +28,12 @@ __all__ = [
 ]
 
 _NAN = float("nan")
+# Fewer candidates than this and the agreement statistics mean nothing: with n candidates there are
+# n! orderings, so the smallest two-sided permutation p-value of Spearman's rho is 2 / n! (0.083 at
+# n = 4, 0.017 at n = 5): below 5 no agreement can be told from chance at the 5% level, and the
+# bootstrap resamples of a handful of candidates collapse the interval (three print
+# [+1.000, +1.000]). Outputs warn below it.
+MIN_CANDIDATES = 5
 # Elements per chunk of the O(n_draws * n) vectorised kernels.
 _CHUNK = 1 << 20
 
@@ -42,13 +48,21 @@ def _as_float(x: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _paired(score: Any, reference: Any) -> tuple[np.ndarray, np.ndarray, int]:
+def _paired(score: Any, reference: Any) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The candidates with a reference value and a score, a score of ``-inf`` (a value that could
+    not be computed, ranked last) replaced by one below every finite score, so the ``-inf`` ones tie
+    for last place; returns ``(score, reference, dropped, last)``."""
     s = _as_float(score, "score")
     r = _as_float(reference, "reference")
     if s.shape != r.shape:
         raise ValueError(f"score and reference differ in length: {s.size} != {r.size}")
-    keep = np.isfinite(s) & np.isfinite(r)
-    return s[keep], r[keep], int(s.size - keep.sum())
+    last = s == -np.inf
+    keep = (np.isfinite(s) | last) & np.isfinite(r)
+    s, r, last = s[keep].copy(), r[keep], last[keep]
+    if last.any():
+        finite = s[~last]
+        s[last] = (finite.min() - 1.0 - abs(finite.min())) if finite.size else 0.0
+    return s, r, int(keep.size - keep.sum()), int(last.sum())
 
 
 def _is_constant(x: np.ndarray) -> bool:
@@ -224,7 +238,10 @@ def agreement(
     ----------
     score, reference
         One value per candidate architecture, higher is better for both.
-        Missing entries (None/NaN/inf) are dropped pairwise.
+        Missing entries (None/NaN/inf) are dropped pairwise, except a score of
+        ``-inf`` (a value that could not be computed, e.g. a proxy on a
+        singular network), which ranks last, tied with the other ``-inf``
+        ones; Pearson's r is then NaN (a last place has no value).
     n_boot
         Bootstrap resamples of the candidate indices (with replacement) for the
         percentile confidence intervals.  Resamples in which either side is
@@ -245,7 +262,8 @@ def agreement(
     -------
     dict with keys
 
-    - ``n``: candidates used; ``n_dropped``: candidates removed as missing.
+    - ``n``: candidates used; ``n_dropped``: candidates removed as missing;
+      ``n_nonfinite``: candidates among ``n`` ranked last for a ``-inf`` score.
     - ``spearman``: ``{"value", "ci_low", "ci_high", "p_perm"}``.
     - ``kendall`` (tau-b) and ``pearson``: ``{"value", "ci_low", "ci_high"}``.
     - ``ci``, ``n_boot``, ``n_boot_used``, ``n_perm``.
@@ -265,7 +283,7 @@ def agreement(
         raise ValueError(f"ci must be in (0, 1), got {ci}")
     if n_boot < 0 or n_perm < 0:
         raise ValueError("n_boot and n_perm must be >= 0")
-    s, r, n_dropped = _paired(score, reference)
+    s, r, n_dropped, n_last = _paired(score, reference)
     n = int(s.size)
 
     def _block(value=_NAN, lo=_NAN, hi=_NAN):
@@ -274,6 +292,7 @@ def agreement(
     out: dict = {
         "n": n,
         "n_dropped": n_dropped,
+        "n_nonfinite": n_last,
         "spearman": {**_block(), "p_perm": _NAN},
         "kendall": _block(),
         "pearson": _block(),
@@ -333,6 +352,8 @@ def agreement(
     out["n_boot_used"] = int(boot["spearman"].size)
 
     for name, value in (("spearman", rho), ("kendall", tau), ("pearson", pr)):
+        if name == "pearson" and n_last:  # last place has a rank, not a value: no linear correlation
+            continue
         lo, hi = _interval(boot[name], ci)
         out[name].update(value=value, ci_low=lo, ci_high=hi)
 
@@ -371,7 +392,8 @@ def aggregate_seeds(rows: Iterable[tuple[Hashable, Hashable, Any, Any]]) -> Seed
     ----------
     rows
         ``(arch_id, seed, score, ref)`` tuples.  Missing values (None/NaN/inf)
-        are ignored; repeated ``(arch_id, seed)`` rows are averaged.
+        are ignored, except a score of ``-inf`` (ranked last), which makes the
+        architecture's mean ``-inf``; repeated ``(arch_id, seed)`` rows are averaged.
 
     Returns
     -------
@@ -403,7 +425,7 @@ def aggregate_seeds(rows: Iterable[tuple[Hashable, Hashable, Any, Any]]) -> Seed
         if math.isfinite(rf):
             ref_sum[a] += rf
             ref_cnt[a] += 1
-        if math.isfinite(sc):
+        if math.isfinite(sc) or sc == -math.inf:  # -inf: ranked last, not missing
             cell = cells.setdefault((a, k), [0.0, 0])
             cell[0] += sc
             cell[1] += 1
@@ -414,7 +436,7 @@ def aggregate_seeds(rows: Iterable[tuple[Hashable, Hashable, Any, Any]]) -> Seed
         table[a, k] = total / count
 
     with np.errstate(invalid="ignore", divide="ignore"):
-        counts = np.isfinite(table).sum(axis=1)
+        counts = (~np.isnan(table)).sum(axis=1)
         mean_score = np.where(counts > 0, np.nansum(table, axis=1) / np.maximum(counts, 1), np.nan)
         mean_ref = np.array([t / c if c else _NAN for t, c in zip(ref_sum, ref_cnt)], dtype=float)
 

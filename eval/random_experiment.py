@@ -89,7 +89,7 @@ def random_experiment(
     ``expected`` and ``expected_std``, the exact mean and standard deviation
     of the same quantity over all m-subsets (computed from order statistics).
     """
-    s, r, n_dropped = _paired(score, reference)
+    s, r, n_dropped, _ = _paired(score, reference)  # -inf scores rank last
     n = int(s.size)
     if n_draws < 1:
         raise ValueError(f"n_draws must be >= 1, got {n_draws}")

@@ -195,6 +195,7 @@ class Moco(Objective):
 
     name = "moco"
     sync_batchnorm = False  # data-parallel: per-process BN, keys shuffled across processes (shuffle BN)
+    fresh_loss_informative = False  # empty queue: the positive is the only logit, the loss is exactly 0
 
     def __init__(self, backbone, info, options: MocoOptions | None = None):
         super().__init__(backbone, info, options if options is not None else MocoOptions())
@@ -309,8 +310,9 @@ class Moco(Objective):
 
     @torch.no_grad()
     def heldout_score(self, split, batch_size: int, seed: int, device: torch.device) -> float:
-        """Label-free held-out score: top-1 retrieval of every held-out image's second augmented view
-        among the first views of all held-out images (:func:`unnas.eval.retrieval.view_retrieval_accuracy`),
+        """Label-free held-out score: top-1 retrieval of every held-out image's second view
+        (:meth:`views`: augmented images, or two windows of a clip) among the first views of all held-out
+        images (:func:`unnas.eval.retrieval.view_retrieval_accuracy`),
         on the query backbone's pooled features in eval mode, views drawn with a generator seeded
         with ``seed``. Nothing is changed (eval mode, no gradients, no enqueue)."""
         from unnas.eval.retrieval import view_retrieval_accuracy
@@ -321,7 +323,7 @@ class Moco(Objective):
         f1, f2 = [], []
         try:
             for s in range(0, len(split), batch_size):
-                v1, v2 = two_views(split.images[s:s + batch_size].to(device), self.hp.views, gen)
+                v1, v2 = self.views(split.images[s:s + batch_size].to(device), gen)  # clips: two windows
                 f1.append(self.backbone.pooled(self._normalize_unit(v1)).float().cpu())
                 f2.append(self.backbone.pooled(self._normalize_unit(v2)).float().cpu())
         finally:

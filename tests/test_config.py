@@ -13,11 +13,23 @@ def test_defaults_are_the_dataclass_defaults():
 def test_yaml_then_overrides_merge_in_order(tmp_path):
     f = tmp_path / "x.yaml"
     f.write_text("train:\n  epochs: 7\n  lr: 0.2\ndata:\n  name: fake\n")
-    cfg = config.load(f, ["train.epochs=3"], base={"train": {"epochs": 5, "batch_size": 32}})
-    assert cfg.train.epochs == 3  # override beats YAML beats base
+    cfg = config.load(f, ["train.epochs=3"], base={"train": {"epochs": 5, "batch_size": 32}, "data": {"seed": 4}})
+    assert cfg.train.epochs == 3  # override beats base (flags) beats YAML
     assert cfg.train.lr == 0.2  # YAML beats default
     assert cfg.train.batch_size == 32  # base beats default
+    assert cfg.data.seed == 4
     assert cfg.data.name == "fake"
+
+
+def test_flags_win_over_the_config_file(tmp_path):
+    from unnas.rank import options_to_config, parser
+
+    f = tmp_path / "x.yaml"
+    f.write_text("run:\n  num_archs: 8\n  pretext: rotation\ntrain:\n  lr: 0.2\n")
+    a = parser().parse_intermixed_args(["--config", str(f), "--num-archs", "2"])
+    cfg = config.load(a.config, a.overrides, base=options_to_config(a))
+    assert cfg.run.num_archs == 2  # the flag, not the file's 8
+    assert cfg.train.lr == 0.2  # the file, not the default
 
 
 def test_config_objects_are_frozen():

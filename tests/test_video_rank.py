@@ -16,7 +16,7 @@ TINY = ["--num-archs", "2", "--steps", "1", "--batch-size", "8", "--executor", "
         "--params", "width=0.0625", "stem=small"]
 
 
-@pytest.mark.parametrize("objectives", [pytest.param(VIDEO, marks=pytest.mark.slow), ("temporal-order",)])
+@pytest.mark.parametrize("objectives", [pytest.param(VIDEO, marks=pytest.mark.slow), ("temporal-order", "clip-moco")])
 def test_video_objectives_rank_s3d_on_moving_digits(tmp_path, objectives):
     args = ["--runs-dir", str(tmp_path), "--name", "r", "--data", "moving-digits", "--generator", "s3d",
             "--pretext", ",".join(objectives), *TINY]

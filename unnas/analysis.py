@@ -8,8 +8,10 @@ The *error* of a population (for EDFs) is ``100 * (1 - accuracy)`` in percent.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import sqlite3
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -80,8 +82,12 @@ def load_run(path: str | Path) -> RunInfo:
     if not db.is_file():
         raise UserError("RUN_DIR", str(path), "a run folder holding store.sqlite",
                         message="not a run folder (no store.sqlite)")
-    with Store(db) as store:
-        rows = store.rows()
+    try:
+        with Store(db) as store:
+            rows = store.rows()
+    except sqlite3.DatabaseError as e:
+        raise UserError("RUN_DIR", str(db), "a results store written by unnas",
+                        message=f"unreadable store ({e})") from None
     cfg_file = path / "config.yaml"
     text = cfg_file.read_text() if cfg_file.is_file() else ""
     try:
@@ -380,6 +386,7 @@ def ranking_of(rows: list[JobRow], config: dict, *, strict: bool = False, n_boot
             notes.append(f"reference table not used: {e}")
     proxies = {r.objective: bool(PROXIES.meta(r.objective).get("log_scale", False))
                for r in rows if r.objective in PROXIES}
+    rows = [log_scaled(r) if proxies.get(r.objective) else r for r in rows]
     listed = [p.strip() for key in ("pretext", "proxies") for p in str(run.get(key) or "").split(",") if p.strip()]
     objective_order = [*objective_order, *listed]  # columns in the order the command named them
     ensembles = [parse_ensemble(e) for e in run.get("ensembles") or []]
@@ -387,6 +394,18 @@ def ranking_of(rows: list[JobRow], config: dict, *, strict: bool = False, n_boot
                        primary=(config.get("eval") or {}).get("score", "pretext"), objective_order=objective_order,
                        n_boot=n_boot, seed=seed)
     return rk, notes
+
+
+def log_scaled(row: JobRow) -> JobRow:
+    """A log-scaled proxy's row with ``score`` as ranked: its ``log10``
+    (:func:`unnas.eval.proxies.base.scaled`), so seeds average geometrically and Pearson's r sees
+    decades, not the largest network's raw value; ``-inf`` (ranked last) and missing stay as they are."""
+    from unnas.eval.proxies.base import scaled
+
+    v = (row.metrics or {}).get("score")
+    if row.status != "done" or v is None or not math.isfinite(v):
+        return row
+    return dataclasses.replace(row, metrics={**row.metrics, "score": scaled(row.objective, v)})
 
 
 def _specs(rows: Iterable[JobRow]):

@@ -36,3 +36,16 @@ def count(text: str) -> float:
         return parse_count(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def parse_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_intermixed_args(argv)``, with the dotted config overrides that ``--params``
+    swallowed (``--params k=4 train.epochs=1``) given back to the positional ``overrides``: a
+    generator parameter's name never holds a dot, a config key always does."""
+    args = parser.parse_intermixed_args(argv)
+    params = getattr(args, "params", None) or []
+    dotted = [p for p in params if "." in p.split("=", 1)[0]]
+    if dotted:
+        args.params = [p for p in params if p not in dotted]
+        args.overrides = [*dotted, *getattr(args, "overrides", [])]
+    return args

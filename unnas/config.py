@@ -9,6 +9,7 @@ config=Cls)``); it appears as a top-level section named after the objective (``m
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -211,20 +212,21 @@ def _merge(cfg: DictConfig, other: DictConfig | dict, source: str) -> DictConfig
             if key.startswith("model.params"):
                 allowed = None
             raise UserError(f"{source} key {key}", None, allowed, message="unknown key") from None
-        raise UserError(f"{source} key {key}", None, None, message=msg) from None
+        wanted = re.search(r"could not be converted to (\w+)", msg)
+        raise UserError(f"{source} key {key}", None, f"a value of type {wanted.group(1)}" if wanted else None,
+                        message=msg) from None
 
 
 def load(path: str | Path | None = None, overrides: Iterable[str] = (), base: dict | None = None) -> Config:
-    """Merge defaults <- ``base`` (e.g. CLI options) <- YAML file <- dotted overrides."""
+    """Merge defaults <- YAML file <- ``base`` (the command's flags) <- dotted overrides: flags win
+    over the file, the file wins over the built-in defaults."""
     return to_config(merge_sources(schema(), path, overrides, base))
 
 
 def merge_sources(cfg: DictConfig, path: str | Path | None = None, overrides: Iterable[str] = (),
                   base: dict | None = None) -> DictConfig:
-    """``cfg`` (a structured schema) <- ``base`` <- YAML file <- dotted overrides, checked against
-    the schema (commands with extra sections pass their own schema)."""
-    if base:
-        cfg = _merge(cfg, OmegaConf.create(base), "option")
+    """``cfg`` (a structured schema) <- YAML file <- ``base`` (flags) <- dotted overrides, checked
+    against the schema (commands with extra sections pass their own schema)."""
     if path:
         p = Path(path)
         if not p.is_file():
@@ -236,6 +238,8 @@ def merge_sources(cfg: DictConfig, path: str | Path | None = None, overrides: It
         if not isinstance(data, dict):
             raise UserError("--config", str(path), "a mapping of sections", message="not a mapping")
         cfg = _merge(cfg, OmegaConf.create(data), str(path))
+    if base:
+        cfg = _merge(cfg, OmegaConf.create(base), "option")
     overrides = list(overrides)
     for item in overrides:
         if "=" not in item:

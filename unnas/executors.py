@@ -332,6 +332,15 @@ class PoolExecutor:
         return row
 
 
+def check_executor_installed(name: str) -> None:
+    """Refuse ``--executor ray`` where Ray is not installed (before any run folder is written)."""
+    import importlib.util
+
+    if name == "ray" and importlib.util.find_spec("ray") is None:
+        raise UserError("--executor", "ray", "local, pool, auto", message="Ray is not installed "
+                        "(pip install 'unnas[ray]')")
+
+
 def check_ray_address(address: str) -> str:
     """``""``/``local`` (start a local Ray instance), ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``."""
     a = (address or "").strip()
@@ -364,11 +373,9 @@ class RayExecutor:
         self.data_pack = (key, data) if data is not None and key is not None else None
 
     def _init(self):
-        try:
-            import ray
-        except ImportError:
-            raise UserError("--executor", "ray", "local, pool", message="Ray is not installed "
-                            "(pip install 'unnas[ray]')") from None
+        check_executor_installed("ray")
+        import ray
+
         started = False
         if not ray.is_initialized():
             kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)

@@ -14,13 +14,16 @@ Metrics of a training job (fractions in [0, 1]):
   features, weight decay chosen on the validation split).
 
 Metrics of a proxy job: ``score`` (the proxy's value, higher is better; log-scaled proxies keep
-the raw value, displays take the log), ``proxy_seconds``, and ``params`` / ``flops``. The images a
+the raw value, the ranking takes its log10: :func:`unnas.eval.proxies.base.scaled`), ``proxy_seconds``,
+and ``params`` / ``flops``. A NaN or infinite value (NASWOT's singular kernel) is a finished job
+whose ``score`` is ``-inf`` (``nonfinite`` holds the value computed): the network ranks last. The images a
 proxy sees are the first ones of one permutation of the training split seeded by the job seed, the
 same for every candidate.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -103,7 +106,7 @@ def proxy_batch(data, n: int, seed: int) -> torch.Tensor:
 def proxy_metrics(name: str, spec, data, cfg: Config, seed: int, device: torch.device) -> dict:
     """Build the candidate (torch seed ``seed``), wrap it in the label-free objective ``proxy.loss``
     and compute proxy ``name`` on :func:`proxy_batch`."""
-    from unnas.eval.proxies.base import ProxyInput, compute_proxy, images_needed
+    from unnas.eval.proxies.base import NonFiniteProxy, ProxyInput, compute_proxy, images_needed
     from unnas.generators.complexity import count_flops, count_params
     from unnas.objectives.base import DataInfo, build_objective, objective_class
     from unnas.spec import build
@@ -122,5 +125,8 @@ def proxy_metrics(name: str, spec, data, cfg: Config, seed: int, device: torch.d
     images = proxy_batch(data, images_needed(name, options), seed).to(device)
     x = ProxyInput(objective, images, torch.Generator().manual_seed(int(seed)))
     t0 = time.perf_counter()
-    value = compute_proxy(name, x, options)
-    return {**cx, "score": float(value), "proxy_seconds": time.perf_counter() - t0}
+    try:
+        value, extra = compute_proxy(name, x, options), {}
+    except NonFiniteProxy as e:  # e.g. NASWOT's singular kernel: the authors rank such a network last
+        value, extra = -math.inf, {"nonfinite": str(e.value)}
+    return {**cx, "score": float(value), **extra, "proxy_seconds": time.perf_counter() - t0}

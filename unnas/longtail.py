@@ -10,7 +10,7 @@ import sys
 
 import yaml
 
-from unnas.cli import ArgumentParser
+from unnas.cli import ArgumentParser, parse_command
 from unnas.errors import UserError
 
 STAGE2_PREFIX = "stage2."
@@ -102,7 +102,7 @@ def longtail_options(a: argparse.Namespace, stage2_overrides: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_intermixed_args(argv)
+    args = parse_command(parser(), argv)
     try:
         from unnas import config
         from unnas.longtail_run import run_longtail

@@ -38,14 +38,14 @@ def _save(fig: Figure, path: Path) -> Path:
 
 # ------------------------------------------------------------------ plots
 def _axis_values(rk: Ranking, name: str) -> tuple[np.ndarray, str]:
-    """A column as plotted: accuracies in percent, log-scaled proxies as log10, others as they are."""
+    """A column as plotted: accuracies in percent, log-scaled proxies as ranked (log10 already:
+    :func:`unnas.analysis.log_scaled`), others as they are; ``-inf`` (ranked last) is not drawn."""
     v = rk.column(name)
     if name in rk.percent:
         return 100 * v, " (%)"
     col = rk.columns.get(name)
     if col is not None and col.log_scale:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(v > 0, np.log10(np.where(v > 0, v, 1.0)), np.nan), " (log10)"
+        return v, " (log10)"
     return v, ""
 
 

@@ -68,18 +68,24 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def _check_range(field: str, rng: Range | None) -> Range | None:
+_BOUND_FLAGS = {"params": ("--min-params", "--max-params"), "flops": ("--min-flops", "--max-flops")}
+
+
+def _check_range(what: str, rng: Range | None) -> Range | None:
+    """``what`` (params | flops) bounds, checked; errors name the flag of the bad bound."""
     if rng is None:
         return None
+    lo_flag, hi_flag = _BOUND_FLAGS[what]
     try:
         lo, hi = rng
     except (TypeError, ValueError):
-        raise UserError(field, rng, "a (low, high) pair; None for an open end") from None
-    for v in (lo, hi):
+        raise UserError(f"{lo_flag} / {hi_flag}", rng, "a (low, high) pair; None for an open end") from None
+    for flag, v in ((lo_flag, lo), (hi_flag, hi)):
         if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
-            raise UserError(field, rng, "non-negative numbers or None", message=f"bad bound {v!r}")
+            raise UserError(flag, v, "a non-negative number, or none for an open end")
     if lo is not None and hi is not None and lo > hi:
-        raise UserError(field, rng, "low <= high", message=f"empty range: {lo} > {hi}")
+        raise UserError(lo_flag, f"{lo:g}", f"at most {hi_flag} ({hi:g})",
+                        message=f"empty range: {lo:g} is above {hi_flag} {hi:g}")
     return (lo, hi)
 
 
@@ -109,8 +115,8 @@ def sample_population(generator: str, n: int, master_seed: int, base_params: dic
     gen.resolve(base)  # unknown or mistyped parameters fail here, before any sampling
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise UserError("--num-archs", n, "a non-negative integer")
-    params_range = _check_range("--params-range", params_range)
-    flops_range = _check_range("--flops-range", flops_range)
+    params_range = _check_range("params", params_range)
+    flops_range = _check_range("flops", flops_range)
     vary = {k: list(v) for k, v in (vary or {}).items()}
     for key, values in vary.items():
         if key in base:
@@ -144,9 +150,28 @@ def sample_population(generator: str, n: int, master_seed: int, base_params: dic
                 continue
         specs.append(spec)
     if len(specs) < n:
-        raise UserError("--num-archs", n, None, message=_shortfall(name, len(specs), n, draws, len(seen),
-                                                                   params_range, flops_range, observed))
+        field = _binding_bound(params_range, flops_range, observed) if len(seen) > len(specs) else "--num-archs"
+        raise UserError(field, n if field == "--num-archs" else _bound_value(field, params_range, flops_range),
+                        "fewer candidates" if field == "--num-archs" else "a bound the sampled candidates can meet",
+                        message=_shortfall(generator, len(specs), n, draws, len(seen),
+                                                 params_range, flops_range, observed))
     return specs
+
+
+def _binding_bound(params_range: Range | None, flops_range: Range | None, observed: dict[str, list[float]]) -> str:
+    """The complexity bound flag that rejected the most sampled candidates."""
+    rejected = {}
+    for key, rng in (("params", params_range), ("flops", flops_range)):
+        for end, flag in zip((0, 1), _BOUND_FLAGS[key]):
+            if rng is not None and rng[end] is not None:
+                vals = observed[key]
+                rejected[flag] = sum((v < rng[0]) if end == 0 else (v > rng[1]) for v in vals)
+    return max(rejected, key=rejected.get) if rejected else "--num-archs"
+
+
+def _bound_value(flag: str, params_range: Range | None, flops_range: Range | None) -> str:
+    rng = params_range if "params" in flag else flops_range
+    return f"{rng[0 if flag.startswith('--min') else 1]:g}"
 
 
 def _measure(spec: ArchSpec, in_channels: int, image_size: int, need_flops: bool, frames: int = 0) -> dict[str, int]:
@@ -167,4 +192,5 @@ def _shortfall(name, found, n, draws, distinct, params_range, flops_range, obser
             parts.append(f"{key} range {_fmt(rng)}; {seen}")
     if parts:
         return what + ": " + "; ".join(parts)
-    return what + ": the design space has no more distinct candidates for these parameters"
+    return (what + f": the design space of {name} holds only {distinct} distinct network(s) for these parameters; "
+            f"ask for at most {distinct} (--num-archs) or widen the space (--vary, fewer fixed --params)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from unnas.cli import ArgumentParser, count
+from unnas.cli import ArgumentParser, count, parse_command
 from unnas.errors import UserError
 
 
@@ -128,7 +128,7 @@ def parse_int_list(field: str, text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_intermixed_args(argv)
+    args = parse_command(parser(), argv)
     try:
         from unnas import config
         from unnas.ranking import run_ranking

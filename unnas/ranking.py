@@ -28,7 +28,7 @@ from unnas.analysis import dumps
 from unnas.config import Config
 from unnas.engine import resolve_device
 from unnas.errors import UserError
-from unnas.executors import check_ray_address
+from unnas.executors import check_executor_installed, check_ray_address
 from unnas.lock import RunLock
 from unnas.objectives.base import DataInfo, objective_class
 from unnas.precision import with_precision
@@ -89,6 +89,7 @@ def validate(cfg: Config) -> None:
             raise UserError(field, value, allowed)
     if cfg.train.epochs == 0 and cfg.train.steps == 0:
         raise UserError("--epochs", 0, "at least 1 epoch (or --steps > 0)", message="no training budget")
+    check_executor_installed(cfg.run.executor)
     resolve_device(cfg.run.device)
 
 
@@ -185,13 +186,14 @@ def check_scores(cfg: Config) -> None:
         raise UserError("--score", cfg.eval.score, ["pretext", *probes],
                         message="the ranking column must be the label-free score or a probe in eval.probes")
     if proxies:
-        from unnas.eval.proxies.base import check_options
+        from unnas.eval.proxies.base import check_loss, check_options
 
-        for name in proxies:  # missing or invalid options: refused here, not once per job
-            check_options(name, cfg.objectives.get(name))
         loss = objective_class(cfg.proxy.loss)
         if loss.uses_labels:
             raise UserError("proxy.loss", cfg.proxy.loss, "a label-free objective", message="proxies must not read labels")
+        for name in proxies:  # missing or invalid options: refused here, not once per job
+            check_options(name, cfg.objectives.get(name))
+            check_loss(name, loss)
     allowed = [*pretexts, *proxies, *BASELINES]
     for text in cfg.run.ensembles:
         parts = parse_ensemble(text)
@@ -203,6 +205,9 @@ def check_scores(cfg: Config) -> None:
                                                                      "(objectives, proxies, params, flops)")
     if cfg.budget.kind not in ("fixed", "sh"):
         raise UserError("--budget", cfg.budget.kind, "fixed, sh")
+    if cfg.budget.kind != "sh" and cfg.budget.rungs:
+        raise UserError("--rungs", ",".join(map(str, cfg.budget.rungs)), "rungs only with --budget sh",
+                        message=f"rungs are successive halving's, and the budget is {cfg.budget.kind}")
     if cfg.budget.kind == "sh":
         if not pretexts:
             raise UserError("--budget", "sh", "a label-free objective to train", message="successive halving needs one")
@@ -212,6 +217,21 @@ def check_scores(cfg: Config) -> None:
                       checkpoint=cfg.train.checkpoint)
         if cfg.budget.score and cfg.budget.score not in [*pretexts, *(ensemble_names(cfg))]:
             raise UserError("budget.score", cfg.budget.score, [*pretexts, *ensemble_names(cfg)])
+
+
+def check_proxies_kind(cfg: Config, info: DataInfo) -> None:
+    """Zero-cost proxies read uint8 image batches ``(B, C, H, W)``: refuse them on clips before any
+    job, naming the label-free objectives that work on this data."""
+    proxies = proxies_of(cfg)
+    if not proxies or info.kind == "image":
+        return
+    from unnas.objectives.base import describe
+    from unnas.registry import OBJECTIVES
+
+    fit = [n for n in OBJECTIVES.names() if info.kind in getattr(OBJECTIVES.get(n), "data_kinds", ("image",))
+           and not OBJECTIVES.get(n).uses_labels]
+    raise UserError("--proxies", ",".join(proxies), f"--pretext {', '.join(fit)} (with --proxies none)",
+                    message=f"zero-cost proxies work on image batches, and this dataset holds {describe(info)}")
 
 
 def ensemble_names(cfg: Config) -> list[str]:
@@ -253,6 +273,7 @@ def run_ranking(cfg: Config, quiet: bool = False, *, retry_failed: bool = False,
     info = DataInfo.of(data)
     objectives = objectives_of(cfg)
     check_generator_kind(cfg.model.generator, info.kind)
+    check_proxies_kind(cfg, info)
     checked = list(objectives) + ([cfg.proxy.loss] if proxies_of(cfg) else [])
     for obj in dict.fromkeys(checked):
         cls = objective_class(obj)

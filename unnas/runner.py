@@ -104,7 +104,10 @@ def pretexts_of(cfg: Config) -> list[str]:
     if not names:
         raise UserError("--pretext", cfg.run.pretext, "one or more objective names, or none")
     for n in names:
-        cls = objective_class(n)  # unknown names -> UserError listing the registered ones
+        try:
+            cls = objective_class(n)
+        except UserError as e:  # unknown names: the registry's list, under the option's name
+            raise UserError("--pretext", n, e.allowed, message=f"unknown objective {n!r}") from None
         if n != SUPERVISED and cls.uses_labels:
             raise UserError("--pretext", n, "label-free objectives", message=f"objective {n} reads labels")
     return names

@@ -97,6 +97,8 @@ def run(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     for key in ("in_channels", "image_size"):
         if getattr(a, key) < 1:
             raise UserError(f"--{key.replace('_', '-')}", getattr(a, key), "a positive integer")
+    if a.num_archs < 1:
+        raise UserError("--num-archs", a.num_archs, "a positive integer")
     if a.frames < 0:
         raise UserError("--frames", a.frames, "0 (the generator's default) or a positive integer")
     specs = sample_population(a.generator, a.num_archs, a.seed, parse_params(a.params),
@@ -105,9 +107,9 @@ def run(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                               flops_range=_range(a.min_flops, a.max_flops),
                               vary=parse_vary(a.vary), max_draws=a.max_draws or None, frames=a.frames)
     rows = rows_for(specs, a.in_channels, a.image_size, a.frames)
-    _print(rows, a)
     if a.out:
         _write_csv(rows, a.out)
+    _print(rows, a)
     return rows
 
 
@@ -129,12 +131,15 @@ def _print(rows: list[dict[str, Any]], a: argparse.Namespace) -> None:
 
 
 def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     fields = list(rows[0]) if rows else ["arch_id", "generator", "seed", "params_json", "sampled", "params", "flops"]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+    except OSError as e:
+        raise UserError("--out", str(path), "a writable file path", message=f"cannot write ({e.strerror})") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -116,7 +116,7 @@ def run_search(cfg: Config, quiet: bool = False, *, retry_failed: bool = False, 
                ray_address: str = "", plugins: tuple[str, ...] = ()) -> int:
     """Run (or resume) a strategy search; returns the exit status (0, or 130 when interrupted)."""
     from unnas.precision import with_precision
-    from unnas.ranking import check_scores, prepare_run_dir, validate
+    from unnas.ranking import check_proxies_kind, check_scores, prepare_run_dir, validate
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     import_plugins(plugins)
@@ -141,6 +141,7 @@ def run_search(cfg: Config, quiet: bool = False, *, retry_failed: bool = False, 
     if not oracle:
         data = dataset_for(cfg)
         info = DataInfo.of(data)
+        check_proxies_kind(cfg, info)
         for obj in dict.fromkeys(objectives_of(cfg) + ([cfg.proxy.loss] if proxies_of(cfg) else [])):
             cls = objective_class(obj)
             cls.check_kind(info)

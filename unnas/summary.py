@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from unnas.analysis import fmt_corr
+from unnas.eval.correlation import MIN_CANDIDATES
 from unnas.jobs import PROBE_METRICS
 from unnas.scores import BASELINES, REFERENCE, SUPERVISED, Ranking
 
@@ -51,8 +52,8 @@ def _cell(rk: Ranking, name: str, v) -> str:
         if col is not None and col.kind == "objective" and v > 1:  # a successive-halving order: rung + score
             return f"r{int(v)}:{100 * (v - int(v)):.1f}"
         return f"{100 * v:.1f}"
-    if col.log_scale and v > 0:
-        return f"1e{math.log10(v):.2f}"
+    if col.log_scale:  # ranked as log10 (unnas.analysis.log_scaled)
+        return f"1e{v:.2f}"
     return _num(v)
 
 
@@ -84,6 +85,13 @@ def print_ranking(rk: Ranking, console: Console) -> None:
                       fmt_corr(ag["spearman"]), fmt_corr(ag["kendall"]),
                       _cell(rk, REFERENCE, ag.get("top1_reference")))
         console.print(a)
+        few = min(ag["n"] for ag in rk.agreement.values())
+        if few < MIN_CANDIDATES:
+            console.print(f"[yellow]warning: agreement over {few} candidate(s), fewer than {MIN_CANDIDATES}: the "
+                          "correlations and their intervals mean nothing (rank more candidates, --num-archs)[/]")
+        last = {name: ag.get("n_nonfinite", 0) for name, ag in rk.agreement.items() if ag.get("n_nonfinite")}
+        for name, k in last.items():
+            console.print(f"{name}: {k} candidate(s) with a non-finite value, ranked last (tied)")
         best = next(iter(rk.agreement.values()), {}).get("best_reference")
         if best is not None and math.isfinite(best):
             console.print(f"best {rk.reference_name} accuracy in the population: {100 * best:.1f}")

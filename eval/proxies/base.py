@@ -184,6 +184,23 @@ def _options(name: str, options: Any) -> Any:
     raise UserError(f"proxy {name} options", type(options).__name__, f"{cls.__name__} or a mapping of its fields")
 
 
+def check_loss(name: str, objective: type[Objective] | Objective) -> None:
+    """Refuse an objective whose fresh loss is constant as the loss of a proxy that reads it (a
+    fresh MoCo has an empty queue: its InfoNCE is exactly 0, so every gradient proxy would be 0)."""
+    if not PROXIES.meta(name).get("needs_loss"):
+        return
+    if objective.uses_labels:
+        raise UserError(f"proxy {name} objective", objective.name, "a label-free objective",
+                        message=f"{name} uses the objective's loss, which must not read labels")
+    if not objective.fresh_loss_informative:
+        from unnas.registry import OBJECTIVES
+
+        fit = [n for n in OBJECTIVES.names() if getattr(OBJECTIVES.get(n), "fresh_loss_informative", True)
+               and not OBJECTIVES.get(n).uses_labels and "image" in OBJECTIVES.get(n).data_kinds]
+        raise UserError("proxy.loss", objective.name, fit, message=f"the loss of an untrained {objective.name} "
+                        f"is constant (its queue of negatives starts empty), so {name} would be 0 for every network")
+
+
 def check_options(name: str, options: Any = None) -> Any:
     """The options of proxy ``name`` (a mapping, its dataclass or None) checked as completely as
     they can be without a network: unknown fields, invalid values and, through the options'
@@ -225,9 +242,7 @@ def _check_input(name: str, x: ProxyInput, opts: Any) -> None:
         field = "batch_size" if getattr(opts, "batches", 1) == 1 else "batch_size x batches"
         raise UserError(f"proxy {name} option {field}", need, f"at most the {have} images of the batch",
                         message=f"{name} reads {need} images, the batch has {have}")
-    if PROXIES.meta(name).get("needs_loss") and x.objective.uses_labels:
-        raise UserError(f"proxy {name} objective", x.objective.name, "a label-free objective",
-                        message=f"{name} uses the objective's loss, which must not read labels")
+    check_loss(name, x.objective)
 
 
 def compute_proxy(name: str, x: ProxyInput, options: Any = None) -> float:

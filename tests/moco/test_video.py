@@ -108,3 +108,20 @@ def test_tiny_s3d_learns_to_match_windows_of_fixed_clips():
     first, last = losses[1], min(losses[-6:])  # step 0 has an empty queue (loss 0)
     print(f"\nclip-moco: loss {first:.3f} -> {last:.3f}")
     assert last < 0.2 * first
+
+
+def test_heldout_score_retrieves_windows_of_clips():
+    """The held-out score of a clip-moco job (what every training job computes after training): with
+    whole-clip windows and no augmentation the two views of a clip are identical, so each clip's
+    second view retrieves its own first view: accuracy 1 (image-only views of clips cannot be drawn)."""
+    obj = _objective(queue_size=8, clip_frames=8, **PLAIN)
+    score = obj.heldout_score(_Split(_numbered(6, 8)), 4, 0, torch.device("cpu"))
+    assert score == 1.0
+
+
+class _Split:
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)

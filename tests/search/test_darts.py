@@ -199,3 +199,18 @@ def test_second_order_gradient_matches_the_exact_hypergradient():
             step.optimizer.state[p]["momentum_buffer"] = torch.ones_like(p)
     _, with_momentum = second_order(step, xi, 0.01)
     assert not torch.allclose(with_momentum[0], approx[0])
+
+
+@pytest.mark.parametrize("space,params", [("nds-darts", {"width": 4, "depth": 3}), ("nb201", {"width": 0.25})])
+def test_search_operations_use_non_affine_batchnorm(space, params):
+    """DARTS (and NAS-Bench-201's DARTS baseline) build every search operation with affine=False."""
+    net = make_method("darts").build(space, params, 3, seed=0)
+    mixed = [m for m in net.modules() if isinstance(m, MixedOp)]
+    bns = [b for m in mixed for b in m.modules() if isinstance(b, nn.BatchNorm2d)]
+    assert bns and not any(b.affine for b in bns)
+    if space == "nb201":  # an edge at width 4: nor_conv_1x1 4*4 + nor_conv_3x3 9*4*4 conv weights, no BN weights
+        assert sum(p.numel() for p in mixed[0].parameters()) == 16 + 144
+    else:  # the cell inputs' preprocessing too, as in DARTS' search cell
+        cells = [c for c in net.modules() if hasattr(c, "pre0")]
+        assert not any(b.affine for c in cells for b in c.modules() if isinstance(b, nn.BatchNorm2d))
+    net.forward_features(torch.randn(2, 3, 16, 16)).sum().backward()  # still trains

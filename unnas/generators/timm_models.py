@@ -79,12 +79,17 @@ class TimmGenerator(Generator):
     def uses_seed(self, params: Mapping[str, Any]) -> bool:
         return False
 
+    def resolve(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        out = super().resolve(params)  # a bad model or stem is refused before any sampling
+        if out["stem"] not in ("default", "small"):
+            raise bad_param(self.name, "stem", out["stem"], ["default", "small"])
+        if not timm.is_model(out["model"]):
+            raise bad_param(self.name, "model", out["model"], "a timm model name (timm.list_models())")
+        return out
+
     def build(self, params, seed, in_channels, num_classes=None) -> Backbone:
+        params = self.resolve(params)
         name = params["model"]
-        if params["stem"] not in ("default", "small"):
-            raise bad_param(self.name, "stem", params["stem"], ["default", "small"])
-        if not timm.is_model(name):
-            raise bad_param(self.name, "model", name, "a timm model name (timm.list_models())")
         kwargs: dict[str, Any] = {"pretrained": False, "num_classes": 0, "in_chans": in_channels}
         if params["img_size"] > 0:
             kwargs["img_size"] = params["img_size"]

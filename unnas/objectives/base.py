@@ -74,6 +74,9 @@ class Objective(nn.Module):
     # normalizes its own sub-batch, e.g. MoCo's shuffle BN)
     sync_batchnorm: bool = True
     data_kinds: tuple[str, ...] = ("image",)  # the kinds of data (DataInfo.kind) it works on
+    # whether the loss of a fresh, untrained objective carries a gradient signal (what the loss-based
+    # zero-cost proxies read); False for MoCo, whose queue starts empty: its first InfoNCE is 0
+    fresh_loss_informative: bool = True
 
     def __init__(self, backbone: Backbone, info: DataInfo, options: Any = None):
         self.check_kind(info)

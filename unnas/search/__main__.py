@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from unnas.cli import parse_command
 from unnas.errors import UserError
 
 # unnas.rank options that have no meaning for one supernet search
@@ -78,12 +79,12 @@ def check_options(a: argparse.Namespace, supernet: bool) -> None:
         for key in _NOT_FOR_SUPERNETS:
             if _given(a, key):
                 v = getattr(a, key)
-                raise UserError(_flag(a, key), None if isinstance(v, bool) else v, None,
+                raise UserError(_flag(a, key), None if isinstance(v, bool) else v, "no value with --method",
                                 message="not used by a supernet search (--method)")
         return
     for key, instead in _NOT_FOR_STRATEGIES.items():
         if _given(a, key):
-            raise UserError(_flag(a, key), getattr(a, key), None,
+            raise UserError(_flag(a, key), getattr(a, key), f"{instead} instead",
                             message=f"not used by a strategy search (use {instead})")
     if a.samples is not None and a.samples < 1:
         raise UserError("--samples", a.samples, "a positive number of candidates")
@@ -109,7 +110,7 @@ def search_kind(a: argparse.Namespace, base: dict) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_intermixed_args(argv)
+    args = parse_command(parser(), argv)
     try:
         from unnas.runner import import_plugins
 

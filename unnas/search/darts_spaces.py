@@ -7,10 +7,12 @@ generators' own network skeletons.
 
 * ``nds-darts``: the DARTS search cell. Four nodes, each the sum of mixed operations over the
   two cell inputs and the earlier nodes (2 + 3 + 4 + 5 = 14 edges, 8 operations including
-  ``none``), pools followed by a non-affine BN as in DARTS; one ``alpha`` group for normal cells and
+  ``none``), pools followed by a BN, every BN of the operations and of the cell inputs' preprocessing
+  non-affine as in DARTS; one ``alpha`` group for normal cells and
   one for reduction cells (14 x 8 each). Genotype: for every node the two inputs whose strongest
   non-``none`` operation weighs most, each with that operation (:func:`derive_genotype`).
-* ``nb201``: one mixed operation per edge (6 x 5, shared by every cell); the derived cell takes the
+* ``nb201``: one mixed operation per edge (6 x 5, shared by every cell), non-affine BNs as in
+  NAS-Bench-201's DARTS baseline; the derived cell takes the
   argmax of each edge, ``none`` included, as NAS-Bench-201's own DARTS baseline does.
 * ``macro``: one mixed layer per searchable layer (8 x 3); the derived network takes the argmax of
   each layer.
@@ -31,6 +33,20 @@ DARTS_OPS = nds.SPACES["darts"].ops
 DARTS_NODES = nds.SPACES["darts"].nodes
 
 
+def without_affine(module: nn.Module) -> nn.Module:
+    """``module`` with every affine BatchNorm replaced by a non-affine one (same statistics settings).
+    DARTS and NAS-Bench-201's DARTS baseline build every search operation with ``affine=False``: a
+    learned BN scale would let an operation's weights rescale its output and so compete with its
+    ``alpha`` for the mixing weight."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d) and child.affine:
+            setattr(module, name, nn.BatchNorm2d(child.num_features, child.eps, child.momentum, affine=False,
+                                                 track_running_stats=child.track_running_stats))
+        else:
+            without_affine(child)
+    return module
+
+
 class MixedOp(nn.Module):
     """``sum_o w_o * ops[o](x)`` with ``w`` = row ``index`` of group ``group`` of the context."""
 
@@ -49,8 +65,8 @@ class MixedOp(nn.Module):
 
 # ------------------------------------------------------------------------------ DARTS cells
 def darts_op(name: str, c: int, stride: int) -> nn.Module:
-    """A DARTS search operation: the NDS operation, pools followed by a non-affine BN."""
-    op = nds.make_op(name, c, stride)
+    """A DARTS search operation: the NDS operation, pools followed by a BN, every BN non-affine."""
+    op = without_affine(nds.make_op(name, c, stride))
     if "pool" in name:
         return nn.Sequential(op, nn.BatchNorm2d(c, affine=False))
     return op
@@ -63,8 +79,8 @@ def n_edges(nodes: int = DARTS_NODES) -> int:
 class DartsSearchCell(nn.Module):
     def __init__(self, ctx: ArchContext, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool):
         super().__init__()
-        self.pre0 = nds.preprocess(c_pp, c, reduction_prev)
-        self.pre1 = nds.preprocess(c_p, c, False)
+        self.pre0 = without_affine(nds.preprocess(c_pp, c, reduction_prev))  # DARTS: affine=False here too
+        self.pre1 = without_affine(nds.preprocess(c_p, c, False))
         group = "reduce" if reduction else "normal"
         edges, e = [], 0
         for k in range(DARTS_NODES):
@@ -137,7 +153,7 @@ class NB201Supernet(Supernet):
         self.add_alphas("edges", len(nb201.EDGES), len(nb201.OPS), generator)
 
         def cell(width: int) -> nn.Module:
-            return nb201.Cell([MixedOp([nb201.make_op(o, width) for o in nb201.OPS], self.ctx, "edges", e)
+            return nb201.Cell([MixedOp([without_affine(nb201.make_op(o, width)) for o in nb201.OPS], self.ctx, "edges", e)
                                for e in range(len(nb201.EDGES))])
 
         self.net = nb201.NB201Net(cell, in_channels, c, int(params["cells"]), None)
