@@ -144,7 +144,10 @@ def stderr(stats: Mapping[str, float]) -> float:
 
 
 def separated(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
-    """Whether mean ``a`` exceeds mean ``b`` by more than two standard errors of the difference."""
+    """Whether mean ``a`` exceeds mean ``b`` by more than two standard errors of the difference (never with
+    fewer than two values on a side: one value has no measured spread)."""
+    if a["n"] < 2 or b["n"] < 2:
+        return False
     return a["mean"] - b["mean"] > 2 * math.hypot(stderr(a), stderr(b))
 
 
