@@ -24,7 +24,7 @@ from unnas.errors import UserError
 
 BUDGETS = ("test", "quick", "full")
 REPRODUCED, PARTLY, NOT_AT_SCALE = "reproduced", "partly", "not at this scale"
-NUMERIC = ("cpu_seconds", "epochs", "flops", "objective_acc", "objective_loss", "params", "score", "steps",
+NUMERIC = ("knn_acc_uses_labels", "cpu_seconds", "epochs", "flops", "objective_acc", "objective_loss", "params", "score", "steps",
            "train_acc", "train_loss", "seconds")
 
 
@@ -83,14 +83,18 @@ class Context:
             raise RuntimeError(f"{module} {name} ended with status {rc}; its output is in {log}")
         return self.runs_dir / name
 
-    def rank(self, name: str, argv: Sequence[str]) -> list[dict]:
+    def rank(self, name: str, argv: Sequence[str], probes: str = "none") -> list[dict]:
         """``unnas.rank`` with ``argv`` (plus the run folder and one in-process job at a time); the
         finished rows of its ``results.csv``."""
         from unnas import rank
 
         run = self._call("unnas.rank", rank.main, name, [*argv, "--runs-dir", self.runs_dir, "--name", name,
-                                                         "--executor", "local", "--quiet", "--probes", "none"])
+                                                         "--executor", "local", "--quiet", "--probes", probes])
         return read_rows(run / "results.csv")
+
+    def ranking(self, name: str) -> dict:
+        """The ``ranking.json`` of the ``unnas.rank`` run ``name`` (agreement of every column)."""
+        return json.loads((self.runs_dir / name / "ranking.json").read_text())
 
     def search(self, name: str, argv: Sequence[str]) -> dict:
         """``unnas.search`` with ``argv``; its ``result.json`` (supernets) or ``search.json`` (strategies)."""

@@ -13,6 +13,7 @@ SETS = {
     "tiny": ["--data", "fake", "data.subset_per_class=4", "data.test_subset=40", "--batch-size", "16"],
     "digits": ["--data", "digits"],
     "cifar10": ["--data", "imagefolder", "data.subset_per_class=500", "data.test_subset=2000", "data.image_size=32"],
+    "cifar10-small": ["--data", "imagefolder", "data.subset_per_class=50", "data.test_subset=500"],
     "tiny-video": ["--data", "moving-digits", "data.subset_per_class=3", "data.test_subset=30", "--batch-size", "8"],
     "video": ["--data", "moving-digits"],
 }
@@ -21,7 +22,7 @@ SETS = {
 def data_args(ctx, name: str) -> list[str]:
     """Command-line options selecting data set ``name``."""
     args = list(SETS[name])
-    if name == "cifar10":
+    if name.startswith("cifar10"):
         root = Path(ctx.data_root or DEFAULT_CIFAR)
         if not (root / "train").is_dir():
             raise UserError("--data-root", str(root), "the CIFAR-10 ImageFolder tree (train/ and test/ folders)",
