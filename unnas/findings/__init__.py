@@ -43,7 +43,8 @@ def _finite(x) -> bool:
     return not isinstance(x, float) or math.isfinite(x)
 
 
-def run_finding(name: str, budget: str = "quick", seed: int = 0, out: Path | None = None, data_root: str = "") -> dict:
+def run_finding(name: str, budget: str = "quick", seed: int = 0, out: Path | None = None, data_root: str = "",
+                reference: str = "") -> dict:
     """Run (or resume) one finding; returns the record written to ``<out>/result.json``."""
     from unnas.findings.base import Context, check_budget
 
@@ -51,7 +52,7 @@ def run_finding(name: str, budget: str = "quick", seed: int = 0, out: Path | Non
     check_budget(budget)
     out = Path(out or Path("runs") / "findings" / f"{name}-{budget}-s{seed}")
     out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(out, budget, seed, data_root)
+    ctx = Context(out, budget, seed, data_root=data_root, reference=reference)
     t0, c0 = time.time(), _cpu()
     numbers = finding.run(ctx, finding.budgets[budget])
     verdict = finding.verdict(numbers)

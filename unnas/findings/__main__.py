@@ -19,6 +19,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="the finding's folder (default: runs/findings/NAME-BUDGET-sSEED)")
     p.add_argument("--data-root", default="", help="CIFAR-10 as an ImageFolder tree (train/, test/) for the full "
                                                    "budgets (default: ~/.cache/unnas/cifar10-jpeg/cifar10)")
+    p.add_argument("--reference", default="", help="NAS-Bench-Macro's published CIFAR-10 table for lanas-decoupling "
+                                                   "(default: ../shared/data/nas-bench-macro-cifar10.json beside the project)")
     return p
 
 
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:<12} {f.title} ({f.paper})")
             return 0
         registry.get(args.name)  # an unknown name: one line listing the known ones
-        rec = run_finding(args.name, args.budget, args.seed, args.out, args.data_root)
+        rec = run_finding(args.name, args.budget, args.seed, args.out, args.data_root, args.reference)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -65,6 +65,7 @@ class Context:
     out: Path
     budget: str
     seed: int
+    reference: str = ""  # NAS-Bench-Macro's published table ("" = the copy beside the project)
     data_root: str = ""  # the CIFAR-10 ImageFolder tree of the full budgets ("" = the default cache folder)
     commands: list[str] = field(default_factory=list)
 

@@ -24,7 +24,7 @@ class FBNet(Finding):
     claim = ("masking shares one set of weights among all channel counts and resolutions, so the supernet's step "
              "time and memory barely grow with the number of choices, unlike instantiating every choice")
     budgets = {
-        "test": {"data": "tiny", "epochs": 1, "channels": 2, "resolutions": 2},
+        "test": {"data": "tiny", "epochs": 1, "channels": 2, "resolutions": 1},
         "quick": {"data": "digits", "epochs": 1, "channels": 4, "resolutions": 3},
         "full": {"data": "cifar10", "epochs": 1, "channels": 4, "resolutions": 3},
     }

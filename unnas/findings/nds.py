@@ -24,7 +24,7 @@ class NDS(Finding):
     claim = ("at controlled complexity (a FLOPs bound per pair, FLOPs-normalised EDFs) the DARTS cell space's "
              "error EDF lies left of NASNet's, and ResNeXt-B's left of ResNeXt-A's (KS test)")
     budgets = {
-        "test": {"data": "tiny", "models": 3, "epochs": 1, "cells": ["width=4", "depth=2"], "cell_flops": "3M",
+        "test": {"data": "tiny", "models": 2, "epochs": 1, "cells": ["width=4", "depth=2"], "cell_flops": "3M",
                  "stages": ["depths=[1,1,1]"], "stage_flops": "40M"},
         "quick": {"data": "digits", "models": 6, "epochs": 2, "cells": ["width=8", "depth=5"], "cell_flops": "10M",
                   "stages": ["depths=[1,1,1]"], "stage_flops": "60M"},

@@ -23,7 +23,7 @@ class UnNAS(Finding):
              "supervised accuracy at the same budget; DARTS with the rotation loss finds a cell that trains as well "
              "as the cell DARTS finds with labels")
     budgets = {
-        "test": {"data": "tiny", "archs": 4, "epochs": 1, "cells": ["width=4", "depth=2"], "search_epochs": 1,
+        "test": {"data": "tiny", "archs": 3, "epochs": 1, "cells": ["width=4", "depth=2"], "search_epochs": 1,
                  "seeds": 1},
         "quick": {"data": "cifar10-small", "archs": 6, "epochs": 2, "cells": ["width=4", "depth=3"],
                   "search_epochs": 2, "seeds": 2},

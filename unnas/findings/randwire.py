@@ -15,6 +15,12 @@ GENERATORS = {"WS": ("randwire-ws", ["k=4", "p=0.75"]), "ER": ("randwire-er", ["
               "BA": ("randwire-ba", ["m=5"])}
 
 
+def run_name(gen: str, params: list[str]) -> str:
+    """One run folder per generator and setting, so that a WS grid point equal to the paper's setting is
+    the same run (resumed, not trained twice)."""
+    return "-".join([gen, *(p.replace("=", "") for p in params)])
+
+
 @FINDINGS.register("randwire")
 class RandWire(Finding):
     title = "Random graph generators at equal FLOPs: WS >= ER > BA"
@@ -22,7 +28,7 @@ class RandWire(Finding):
     claim = ("with the same node operations and FLOPs, Watts-Strogatz graphs train to at least the accuracy of "
              "Erdos-Renyi graphs, which beat Barabasi-Albert graphs; accuracy varies smoothly with WS's (k, p)")
     budgets = {
-        "test": {"data": "tiny", "graphs": 2, "epochs": 1, "grid": [(2, 0.25)], "width": ["channels=8", "nodes=6"]},
+        "test": {"data": "tiny", "graphs": 2, "epochs": 1, "grid": [(4, 0.75)], "width": ["channels=8", "nodes=6"]},
         "quick": {"data": "digits", "graphs": 4, "epochs": 2, "grid": [(2, 0.25), (6, 0.25)],
                   "width": ["channels=8", "nodes=8"]},
         "full": {"data": "cifar10", "graphs": 8, "epochs": 8, "grid": [(2, 0.25), (2, 0.75), (6, 0.25), (6, 0.75)],
@@ -36,9 +42,11 @@ class RandWire(Finding):
         return {**mean_std(accuracies(rows)), "flops": float(np.mean([r["flops"] for r in rows]))}
 
     def run(self, ctx, b) -> dict:
-        gens = {g: self._population(ctx, b, f"randwire-{g.lower()}", gen, p) for g, (gen, p) in GENERATORS.items()}
-        grid = [{"k": k, "p": p, **self._population(ctx, b, f"randwire-ws-k{k}-p{p}", "randwire-ws", [f"k={k}", f"p={p}"])}
-                for k, p in b["grid"]]
+        gens = {g: self._population(ctx, b, run_name(gen, p), gen, p) for g, (gen, p) in GENERATORS.items()}
+        grid = []
+        for k, p in b["grid"]:
+            params = [f"k={k}", f"p={p}"]
+            grid.append({"k": k, "p": p, **self._population(ctx, b, run_name("randwire-ws", params), "randwire-ws", params)})
         return {"generators": gens, "ws_grid": grid}
 
     def verdict(self, n) -> Verdict:

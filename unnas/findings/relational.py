@@ -74,12 +74,12 @@ class Relational(Finding):
 
     def figure(self, n, path: Path) -> None:
         g, f = n["graphs"], n["fit"]
-        c, path, acc = (np.array([x[k] for x in g]) for k in ("C", "L", "acc"))
+        c, ln, acc = (np.array([x[k] for x in g]) for k in ("C", "L", "acc"))
         fig, ax = plots.new("Relational MLP: accuracy over graph measures", "clustering coefficient C",
                             "average path length L")
-        gc, gl = np.meshgrid(np.linspace(c.min(), c.max(), 60), np.linspace(path.min(), path.max(), 60))
+        gc, gl = np.meshgrid(np.linspace(c.min(), c.max(), 60), np.linspace(ln.min(), ln.max(), 60))
         surf = ax.contourf(gc, gl, 100 * (design(gc, gl) @ np.array(f["coef"])), levels=12, cmap="viridis", alpha=0.8)
-        ax.scatter(c, path, c=100 * acc, cmap="viridis", edgecolors="k", label="trained graphs (colour: accuracy)")
+        ax.scatter(c, ln, c=100 * acc, cmap="viridis", edgecolors="k", label="trained graphs (colour: accuracy)")
         ax.plot([f["best_C"]], [f["best_L"]], "r*", markersize=16, label="sweet spot (fit maximum)")
         fig.colorbar(surf, ax=ax, label=f"test accuracy (%), quadratic fit (R² = {f['r2']:.2f})")
         ax.legend(fontsize=8, loc="upper right")
