@@ -39,7 +39,7 @@ class MoCo(Finding):
     def run(self, ctx, b) -> dict:
         rungs = self._run(ctx, b, "moco-training", ["--budget", "sh", "--rungs", ",".join(map(str, b["rungs"])),
                                                     f"moco.queue_size={b['queues'][-1]}"])
-        curve = sorted(({"epoch": r["epochs"], "knn": r["knn_acc_uses_labels"], "moco_score": r["score"]}
+        curve = sorted(({"epoch": int(r["epochs"]), "knn": r["knn_acc_uses_labels"], "moco_score": r["score"]}
                         for r in rungs), key=lambda r: r["epoch"])
         m_ref = max(b["momenta"])
         queue = [self._point(ctx, b, k, m_ref) for k in b["queues"]]

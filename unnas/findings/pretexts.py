@@ -78,7 +78,7 @@ class UnNAS(Finding):
         for ax, p in zip(axes, PRETEXTS):
             s = n["sample_based"][p]
             ax.plot([100 * x for x, _ in s["points"]], [100 * y for _, y in s["points"]], "o", label="one network")
-            ax.set(title=f"{p}: Spearman {s['spearman']:+.2f}", xlabel=f"{p} accuracy (%), label-free",
+            ax.set(title=f"{p}: Spearman {s['spearman']:+.2f}", xlabel=f"{p} held-out score (%), label-free",
                    ylabel="supervised accuracy (%)")
             ax.legend(fontsize=7)
             ax.grid(alpha=0.3)
