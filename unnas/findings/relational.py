@@ -12,6 +12,7 @@ from unnas.findings.base import NOT_AT_SCALE, PARTLY, REPRODUCED, Finding, Verdi
 from unnas.findings.data import data_args
 
 R2_MIN = 0.3  # the fit must explain this share of the variance for its maximum to count
+MIN_GRAPHS = 12  # twice the fit's six coefficients: with fewer graphs the fit is not judged
 
 
 def design(c, path) -> np.ndarray:
@@ -65,6 +66,8 @@ class Relational(Finding):
         text = (f"quadratic fit R^2 {f['r2']:.2f} over {len(n['graphs'])} graphs; its maximum {100 * f['best_acc']:.1f}% "
                 f"at C={f['best_C']:.2f}, L={f['best_L']:.2f} ({'inside' if f['interior'] else 'on the edge of'} the "
                 f"sampled range)")
+        if len(n["graphs"]) < MIN_GRAPHS:
+            return Verdict(NOT_AT_SCALE, text + f"; fewer than {MIN_GRAPHS} graphs, too few to judge a six-coefficient fit")
         if f["interior"] and f["r2"] >= R2_MIN:
             return Verdict(REPRODUCED, text)
         if f["interior"] or f["r2"] >= R2_MIN:
@@ -78,8 +81,11 @@ class Relational(Finding):
         fig, ax = plots.new("Relational MLP: accuracy over graph measures", "clustering coefficient C",
                             "average path length L")
         gc, gl = np.meshgrid(np.linspace(c.min(), c.max(), 60), np.linspace(ln.min(), ln.max(), 60))
-        surf = ax.contourf(gc, gl, 100 * (design(gc, gl) @ np.array(f["coef"])), levels=12, cmap="viridis", alpha=0.8)
-        ax.scatter(c, ln, c=100 * acc, cmap="viridis", edgecolors="k", label="trained graphs (colour: accuracy)")
+        levels = np.linspace(100 * acc.min(), 100 * acc.max() + 1e-6, 12)  # the fit shown over the measured range
+        surf = ax.contourf(gc, gl, 100 * (design(gc, gl) @ np.array(f["coef"])), levels=levels, cmap="viridis",
+                           alpha=0.8, extend="both")
+        ax.scatter(c, ln, c=100 * acc, cmap="viridis", vmin=levels[0], vmax=levels[-1], edgecolors="k",
+                   label="trained graphs (colour: accuracy)")
         ax.plot([f["best_C"]], [f["best_L"]], "r*", markersize=16, label="sweet spot (fit maximum)")
         fig.colorbar(surf, ax=ax, label=f"test accuracy (%), quadratic fit (R² = {f['r2']:.2f})")
         ax.legend(fontsize=8, loc="upper right")
