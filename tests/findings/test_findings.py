@@ -9,8 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from unnas.findings import load, run_finding
-from unnas.findings.__main__ import main
+from unnas.findings import load, main, run_finding
 from unnas.findings.base import NOT_AT_SCALE, PARTLY, REPRODUCED, separated
 from unnas.findings.existing import DEFAULT_TABLE, samples_to_target
 from unnas.findings.relational import quadratic_fit

@@ -64,3 +64,8 @@ def run_finding(name: str, budget: str = "quick", seed: int = 0, out: Path | Non
     (out / "result.json").write_text(json.dumps(record, sort_keys=True, default=float) + "\n")
     (out / "verdict.txt").write_text(f"{name} ({budget} budget, seed {seed}): {verdict.outcome}: {verdict.reason}\n")
     return record
+
+
+from unnas.findings.cli import main, parser  # noqa: E402  (the command: ``unnas findings``)
+
+__all__ = ["FINDINGS", "load", "main", "parser", "run_finding"]
