@@ -39,7 +39,7 @@ class ResNeXt(Finding):
         "test": {"data": "tiny", "base": 8, "groups": [1, 4], "seeds": 1, "epochs": 1, "channels": 3, "size": 16},
         "quick": {"data": "digits", "base": 16, "groups": [1, 2, 4, 8], "seeds": 2, "epochs": 3, "channels": 1,
                   "size": 16},
-        "full": {"data": "cifar10", "base": 32, "groups": [1, 2, 4, 8, 16], "seeds": 3, "epochs": 10,
+        "full": {"data": "cifar10", "base": 16, "groups": [1, 2, 4, 8], "seeds": 3, "epochs": 5,
                  "channels": 3, "size": 32},
     }
 
