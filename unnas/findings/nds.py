@@ -76,6 +76,6 @@ class NDS(Finding):
                             "test error (%)", "cumulative share of models (FLOPs-normalised)")
         for name, s in n["spaces"].items():
             x, y = edf(np.asarray(s["error"]) * 100, s["weights"])
-            ax.step(x, y, where="post", label=f"{name} (n={len(s['error'])})")
+            ax.step(np.r_[x[0], x], np.r_[0.0, y], where="post", label=f"{name} (n={len(s['error'])})")
         ax.legend(fontsize=8)
         plots.save(fig, path)
