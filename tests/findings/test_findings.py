@@ -109,3 +109,27 @@ def test_each_finding_runs_at_quick_budget(name, tmp_path):
         pytest.skip("CIFAR-10 is not in the cache folder")
     rec = run_finding(name, "quick", 0, tmp_path)
     assert rec["finite"] and (tmp_path / "figure.png").exists() and rec["cpu_seconds"] < 300
+
+
+def test_fbnet_verdict_thresholds():
+    f = load().get("fbnet")()
+
+    def numbers(ratio):
+        small = {"choices": 1, "cpu_s_per_step": 0.1, "peak_mib": 100.0}
+        return {"masking": [small, {**small, "choices": 12, "cpu_s_per_step": 0.1 * ratio}],
+                "darts_macro": {"cpu_s_per_step": 0.3, "peak_mib": 150.0}}
+
+    assert [f.verdict(numbers(r)).outcome for r in (1.2, 1.7, 3.0)] == [REPRODUCED, PARTLY, NOT_AT_SCALE]
+
+
+def test_lanas_decoupling_verdict():
+    f = load().get("lanas-decoupling")()
+    lt = {m: {"many": 0.8, "medium": 0.5, "few": 0.3, "all": 0.6} for m in ("ncm", "crt", "tau_norm", "lws")}
+    lt["joint"] = {"many": 0.9, "medium": 0.3, "few": 0.05, "all": 0.5}
+    search = {"lanas": {"samples": [40, 60], "median": 50.0, "capped": 0},
+              "random": {"samples": [300, 500], "median": 400.0, "capped": 0}}
+    assert f.verdict({"search": search, "longtail": lt, "cap": 1000}).outcome == REPRODUCED
+    search["lanas"] = {"samples": [300, 400], "median": 350.0, "capped": 0}  # 400 / 350 < 2
+    assert f.verdict({"search": search, "longtail": lt, "cap": 1000}).outcome == PARTLY
+    lt["joint"] = {"many": 0.9, "medium": 0.9, "few": 0.9, "all": 0.9}
+    assert f.verdict({"search": search, "longtail": lt, "cap": 1000}).outcome == NOT_AT_SCALE
