@@ -105,7 +105,7 @@ class Existing(Finding):
                    label=g)
         a2.set_xticks(np.arange(len(names)) + 0.4 - 0.4 / len(groups), names)
         a2.set(title="Long-tail: classifier re-balancing", xlabel="method", ylabel="test accuracy (%)")
-        a2.legend(fontsize=7, title="classes")
+        a2.legend(fontsize=7, title="classes", loc="upper left", bbox_to_anchor=(1.0, 1.0))
         for a in (a1, a2):
             a.grid(alpha=0.3)
         fig.suptitle("LaNAS sample efficiency; decoupled long-tail recognition", fontsize=11)
