@@ -26,8 +26,14 @@ def flops(params: dict, in_channels: int, image_size: int) -> int:
 
 def matched_width(groups: int, target: float, in_channels: int, image_size: int) -> int:
     """The stage-1 width (a multiple of ``groups``) whose network's FLOPs are closest to ``target``."""
-    widths = range(groups, 64 * groups + 1, groups)
-    return min(widths, key=lambda w: abs(flops(stage_params(w, groups), in_channels, image_size) - target))
+    best, best_gap = groups, float("inf")
+    for w in range(groups, 64 * groups + 1, groups):  # FLOPs grow with the width: stop once past the target
+        f = flops(stage_params(w, groups), in_channels, image_size)
+        if abs(f - target) < best_gap:
+            best, best_gap = w, abs(f - target)
+        if f > target:
+            break
+    return best
 
 
 @FINDINGS.register("resnext")
