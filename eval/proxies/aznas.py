@@ -11,8 +11,8 @@ order ``Module.apply`` visits them, the input, the gradient signs) comes from th
 
 * ``az_expressivity``: for each cell feature ``(B, C, H, W)`` (``(B, C)`` without a map: H = W = 1),
   the entropy ``-sum p log(p + 1e-8)`` of the normalized eigenvalues ``p`` of the ``C x C``
-  covariance of its ``B*H*W`` centred channel vectors; summed over the cells. An eigenvalue below 0 (rounding, when the covariance is
-  singular: fewer positions than channels) counts as 0; the authors' code returns NaN there and
+  covariance of its ``B*H*W`` centred channel vectors; summed over the cells. An eigenvalue below 0
+  (rounding, when the covariance is singular: fewer positions than channels) counts as 0; the authors' code returns NaN there and
   agrees with this one wherever it is finite.
 * ``az_progressivity``: the smallest increase of that entropy from one cell to the next.
 * ``az_trainability``: for each pair of consecutive cells (last to first), the gradient of the
