@@ -41,6 +41,7 @@ from unnas.runner import (
     objectives_of,
     pretexts_of,
     proxies_of,
+    training_objectives,
 )
 from unnas.spec import check_generator_kind
 from unnas.store import summarize
@@ -115,7 +116,7 @@ def prepare_run_dir(cfg: Config) -> Path:
             old = {}
         # only what determines the results: the core sections and the options of the objectives used
         # (a plugin installed later adds sections; execution details may change between runs)
-        sections = ("data", "model", "train", "eval", "run", "budget", "proxy", "search", *objectives_of(cfg),
+        sections = ("data", "model", "train", "eval", "run", "budget", "proxy", "search", *training_objectives(cfg),
                     *proxies_of(cfg), cfg.search.strategy)
         keep = {"run": ("device", "wandb", "wandb_project", "executor", "workers", "threads_per_worker",
                         "runs_dir", "name", "ensembles"),

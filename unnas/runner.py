@@ -127,11 +127,19 @@ def proxies_of(cfg: Config) -> list[str]:
     return [n for n in names if n not in BASELINE_PROXIES]
 
 
-def objectives_of(cfg: Config) -> list[str]:
-    """Every training objective of a run: the label-free ones, then ``supervised`` when wanted."""
+def training_objectives(cfg: Config) -> list[str]:
+    """The training objectives a configuration names: the label-free ones, then ``supervised`` when
+    wanted (possibly none: a search scored by its reference table trains nothing)."""
     names = pretexts_of(cfg)
     if wants_supervised(cfg) and SUPERVISED not in names:
         names.append(SUPERVISED)
+    return names
+
+
+def objectives_of(cfg: Config) -> list[str]:
+    """Every training objective of a run (:func:`training_objectives`); a run with neither an
+    objective nor a proxy is refused."""
+    names = training_objectives(cfg)
     if not names and not proxies_of(cfg):
         raise UserError("--pretext", cfg.run.pretext, "an objective, or --proxies with --pretext none",
                         message="nothing to run")

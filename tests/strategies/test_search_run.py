@@ -47,6 +47,19 @@ def test_oracle_search_runs_no_job_and_reports_the_percentile(tmp_path):
     assert (tmp_path / "oracle" / "search_trajectory.png").is_file()
 
 
+def test_a_finished_oracle_search_that_trains_nothing_can_be_rerun(tmp_path):
+    """A search scored by its table with ``run.pretext=none`` names no objective; reopening its run
+    folder compares configurations without asking for one."""
+    table = _macro_table(tmp_path)
+    cfg = _cfg(tmp_path, "again", f"reference.path={table}", "search.strategy=random", "search.score=reference",
+               "random.samples=6", "run.pretext=none", "run.supervised=false")
+    assert run_search(cfg, quiet=True) == 0
+    first = json.loads((tmp_path / "again" / "search.json").read_text())
+    assert run_search(cfg, quiet=True) == 0
+    again = json.loads((tmp_path / "again" / "search.json").read_text())
+    assert [t["arch_id"] for t in again["trajectory"]] == [t["arch_id"] for t in first["trajectory"]]
+
+
 def test_percentile_by_hand():
     class T:
         values = {"a": 0.1, "b": 0.5, "c": 0.5, "d": 0.9}
