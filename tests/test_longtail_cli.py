@@ -135,10 +135,10 @@ def test_stage1_sampler_reaches_the_engine(tmp_path, monkeypatch, capsys):
     (["stage2.crt_speed=2"], "override"),
     (["stage2.crt_lr=fast"], "override"),
     (["--checkpoint", "/nonexistent.pt"], "--checkpoint"),
-    (["--arch", '{"generator": "resnet", "params": {"width": 8}}', "--num-archs", "2"], "--num-archs"),
+    (["--generator", '{"generator": "resnet", "params": {"width": 8}}', "--num-archs", "2"], "--num-archs"),
     (["--data", "nodata-lt"], "--data"),
-    (["--arch", "nonet"], "generator"),
-    (["--arch", '{"generator": "resnet", "params": {"widthh": 8}}'], "generator resnet parameter"),
+    (["--generator", "nonet"], "generator"),
+    (["--generator", '{"generator": "resnet", "params": {"widthh": 8}}'], "generator resnet parameter"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, field, tmp_path, capsys):
     code, out, err = run_cli(TINY + ["--runs-dir", str(tmp_path / "runs")] + args, capsys)

@@ -228,7 +228,12 @@ def merge_sources(cfg: DictConfig, path: str | Path | None = None, overrides: It
     if path:
         p = Path(path)
         if not p.is_file():
-            raise UserError("--config", str(path), "an existing YAML file", message="file not found")
+            from unnas.catalog import configs, resolve_config
+
+            p = resolve_config(str(path)) or p  # a shipped config by name: --config fidelity
+        if not p.is_file():
+            raise UserError("--config", str(path), f"an existing YAML file or a shipped config ({', '.join(configs())})",
+                            message="file not found")
         try:
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
