@@ -30,11 +30,11 @@ from unnas.analysis import (
     Analysis,
     analyze,
     curve_columns,
-    dumps,
     fmt_corr,
     load_run,
 )
 from unnas.errors import UserError
+from unnas.outputs import write_json
 from unnas.plots import (
     complexity_plot,
     edf_plot,
@@ -332,7 +332,7 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, wandb_mode: 
     except OSError as e:
         raise UserError("--out", str(out_dir), "a writable folder", message=f"cannot create ({e.strerror})") from None
     plots = make_plots(an, out_dir)
-    (out_dir / "report.json").write_text(dumps(an.to_json()))
+    write_json(out_dir / "report.json", an.to_json())
     page = out_dir / "report.html"
     tmp = page.with_name(f".report.html.tmp{os.getpid()}")
     tmp.write_text(render_html(an, plots), encoding="utf-8")

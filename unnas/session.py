@@ -69,6 +69,10 @@ class Session:
         self.rerun = set(RETRY_STATUSES) if self.retry_failed else set()
 
     def start(self, **fields) -> None:
+        from unnas.engine import resolve_device
+        from unnas.outputs import write_provenance
+
+        self.provenance = write_provenance(self.run_dir, device=str(resolve_device(self.cfg.run.device)))
         self.tracker.log("run_start", data=self.data.summary(), argv=sys.argv, executor=self.executor_name,
                          workers=self.workers, threads=self.threads, precision=self.cfg.train.precision,
                          pid=os.getpid(), join=self.join, retry_failed=self.retry_failed, **fields)
