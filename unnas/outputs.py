@@ -80,11 +80,22 @@ def _cell(v: Any) -> Any:
     return _plain(v)
 
 
-def write_ranking_csv(path: str | Path, table: list[dict]) -> Path:
-    """``ranking.csv``: one row per candidate, best first (the columns of ``ranking.json``'s table)."""
+def ranking_rows(ranking) -> list[dict]:
+    """One row per candidate of a :class:`~unnas.scores.Ranking`, best first: ``rank``, ``arch_id``,
+    ``generator``, ``params``, ``flops``, every score column, ``supervised`` (and ``reference``), ``spec``."""
+    rows = []
+    for i, r in enumerate(ranking.table()):
+        a = r["arch_id"]
+        rows.append({"rank": i + 1, "arch_id": a, "generator": ranking.generators.get(a, ""),
+                     **{k: v for k, v in r.items() if k != "arch_id"}, "spec": ranking.specs.get(a, "")})
+    return rows
+
+
+def write_ranking_csv(path: str | Path, ranking) -> Path:
+    """``ranking.csv``: :func:`ranking_rows` as CSV (empty cells where a value is missing)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(csv_text([{"rank": i + 1, **r} for i, r in enumerate(table)]))
+    tmp.write_text(csv_text(ranking_rows(ranking)))
     os.replace(tmp, path)
     return path
 

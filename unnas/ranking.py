@@ -329,7 +329,7 @@ def _run_locked(cfg, run_dir, data, specs, objectives, rungs, console, quiet, re
         rk, _ = ranking_of(rows, ses.cfg_dict, strict=True, objective_order=objectives)
         write_json(run_dir / "ranking.json", {**rk.to_json(), "status": summarize(rows), "rungs": rungs,
                                               "provenance": ses.provenance})
-        write_ranking_csv(run_dir / "ranking.csv", rk.table())
+        write_ranking_csv(run_dir / "ranking.csv", rk)
         print_ranking(rk, console)
         table = rk.table()
         if table:

@@ -216,7 +216,7 @@ def _search_locked(cfg, run_dir, data, space, strategy, table, console, quiet, r
         rows = [r for r in ses.store.rows() if r.job_id in ids]
         rk, _ = ranking_of(rows, ses.cfg_dict, strict=False, objective_order=objectives_of(cfg))
         write_json(run_dir / "ranking.json", {**rk.to_json(), "status": summarize(rows), "provenance": ses.provenance})
-        write_ranking_csv(run_dir / "ranking.csv", rk.table())
+        write_ranking_csv(run_dir / "ranking.csv", rk)
         print_ranking(rk, console)
         _finish(cfg, run_dir, history, table, console, t0, c0, rows=rows)
         write_run_report(run_dir, ses.tracker, console)
