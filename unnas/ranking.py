@@ -296,7 +296,7 @@ def _run_locked(cfg, run_dir, data, specs, objectives, rungs, console, quiet, re
     planned = len(specs) * cfg.run.seeds * max(1, len(objectives) + len(proxies))  # not what is left: resume keeps the layout
     with Session(cfg, run_dir, data, console, quiet, retry_failed, join, ray_address, plugins, jobs=planned) as ses:
         ses.start(candidates=len(specs), rungs=rungs)
-        console.print(f"[bold]unnas.rank[/] {run_dir}  data={data.name} ({len(data.train)} train / "
+        console.print(f"[bold]unnas rank[/] {run_dir}  data={data.name} ({len(data.train)} train / "
                       f"{len(data.test)} test)  generator={cfg.model.generator}  "
                       f"objectives={','.join(objectives) or 'none'}" + (f"  proxies={','.join(proxies)}" if proxies else "")
                       + (f"  reference={cfg.reference.path}" if cfg.reference.path else ""))
@@ -355,5 +355,5 @@ def write_run_report(run_dir: Path, tracker, console) -> Path | None:
         raise
     except Exception as e:  # noqa: BLE001 - the results are stored; the report can be rebuilt
         console.print(f"[red]report failed[/] ({type(e).__name__}: {e}); rebuild it with "
-                      f"python -m unnas.report {run_dir}")
+                      f"unnas report {run_dir}")
     return None

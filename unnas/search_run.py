@@ -192,7 +192,7 @@ def _search_locked(cfg, run_dir, data, space, strategy, table, console, quiet, r
 
     s = cfg.search
     t0, c0 = time.time(), _cpu()
-    console.print(f"[bold]unnas.search[/] {run_dir}  strategy={s.strategy}  generator={cfg.model.generator}  "
+    console.print(f"[bold]unnas search[/] {run_dir}  strategy={s.strategy}  generator={cfg.model.generator}  "
                   f"score={s.score or 'the first objective'}" + (f"  reference={cfg.reference.path}" if table else ""))
     if s.score == ORACLE:
         write_atomic(run_dir / "config.yaml", config_mod.to_yaml(cfg))
