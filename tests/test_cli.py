@@ -152,3 +152,24 @@ def test_python_dash_m_unnas(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "unnas", "list", "datasets"], capture_output=True, text=True,
                           cwd=tmp_path, env=env)
     assert proc.returncode == 0 and "digits" in proc.stdout
+
+
+def test_config_summary_is_the_first_clause_without_long_asides():
+    assert catalog.summary("A ranking with no training: the SWAP-Score (16 images). More.") == \
+        "A ranking with no training"
+    assert catalog.summary("Runs (see a: b) well. Then") == "Runs (see a: b) well"
+    long = "Decoupled re-balancing (Kang et al. 2020) on CIFAR-10-LT, ratio 100 (Cao et al. 2019: n_i = 4500 * " \
+           "0.01^(i/9) images after a balanced 500-per-class split). Stage 1: ResNet-32"
+    assert catalog.summary(long, limit=80) == "Decoupled re-balancing (Kang et al. 2020) on CIFAR-10-LT, ratio 100"
+    assert catalog.entries("configs")["fidelity"] == "A label-free ranking with no training at all"
+
+
+def test_longtail_seed_is_the_population_seed_and_says_so(capsys):
+    from unnas.longtail import parser, seed_note
+
+    a = parser().parse_args(["--seed", "3", "--train-seed", "5"])
+    assert (a.master_seed, a.seed) == (3, 5)
+    seed_note(["--seed", "3"])
+    assert capsys.readouterr().err.startswith("note: --seed is the population seed")
+    seed_note(["--train-seed", "3"])
+    assert capsys.readouterr().err == ""

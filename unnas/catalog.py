@@ -94,12 +94,46 @@ def config_dir() -> Path:
     return Path(str(resources.files("unnas.configs")))
 
 
+def summary(text: str, limit: int = 100) -> str:
+    """The first clause of ``text``: up to its first ``": "`` or ``". "`` outside parentheses, without
+    long parenthetical asides, at most ``limit`` characters."""
+    depth, out = 0, []
+    for i, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0 and ch in ":." and text[i + 1:i + 2] in (" ", ""):
+            break
+        out.append(ch)
+    clause = "".join(out).strip()
+    while len(clause) > limit and _asides(clause):  # drop the longest parenthetical aside first
+        start, end = max(_asides(clause), key=lambda se: se[1] - se[0])
+        clause = (clause[:start].rstrip() + clause[end:]).strip()
+    return clause if len(clause) <= limit else clause[:limit - 3].rsplit(" ", 1)[0] + "..."
+
+
+def _asides(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of every top-level parenthesised part of ``text``."""
+    spans, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            start = i if depth == 0 else start
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+            if depth == 0:
+                spans.append((start, i + 1))
+    return spans
+
+
 def configs() -> dict[str, str]:
-    """Shipped config name (file name without ``.yaml``) -> the first line of its header comment."""
+    """Shipped config name (file name without ``.yaml``) -> the first clause of its header comment."""
     out = {}
     for path in sorted(config_dir().glob("*.yaml")):
-        first = next((ln for ln in path.read_text().splitlines() if ln.startswith("#")), "#")
-        out[path.stem] = first.lstrip("# ").rstrip(":") or path.name
+        header = []
+        for line in path.read_text().splitlines():
+            if not line.startswith("#") or not line.strip("# "):
+                break
+            header.append(line.lstrip("# ").strip())
+        out[path.stem] = summary(" ".join(header)) or path.name
     return out
 
 

@@ -113,8 +113,17 @@ def longtail_options(a: argparse.Namespace, stage2_overrides: list[str]):
                            stage2_views=a.stage2_views, feature_cache=not a.no_feature_cache, stage2=stage2)
 
 
+def seed_note(argv: list[str]) -> None:
+    """``--seed`` once meant the training seed here: say what it means now."""
+    if any(a == "--seed" or a.startswith("--seed=") for a in argv):
+        print("note: --seed is the population seed, as in every unnas command; the training seed is --train-seed",
+              file=sys.stderr)
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m unnas.longtail") -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser(prog).parse_intermixed_args(argv)
+    seed_note(argv)
     try:
         from unnas import config
         from unnas.longtail_run import run_longtail
