@@ -56,46 +56,47 @@ def options_parser(prog: str, exclude: Collection[str] = ()) -> argparse.Argumen
         dest = kw.get("dest") or names[-1].lstrip("-").replace("-", "_")
         if dest not in exclude:
             add(*names, **kw)
+
     add("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="dotted config overrides, e.g. train.epochs=3 moco.queue_size=1024")
+        help="dotted config overrides, e.g. train.epochs=3 moco.queue_size=1024")
     opt("--pretext", help="label-free objective(s), comma-separated, or none (see unnas list objectives)")
     opt("--generator", help="network generator, or timm:MODEL (see unnas list generators)")
     opt("--params", nargs="*", default=[], metavar="K=V",
-                   help="fixed generator parameters (YAML values), e.g. nodes=16 k=4")
+        help="fixed generator parameters (YAML values), e.g. nodes=16 k=4")
     opt("-n", "--num-archs", type=int, help="population size: candidates sampled from the generator")
     for bound in ("min", "max"):
         for what in ("params", "flops"):
             opt(f"--{bound}-{what}", type=count, metavar="N",
-                           help=f"keep candidates with {'at least' if bound == 'min' else 'at most'} N backbone "
-                                f"{'parameters' if what == 'params' else 'FLOPs per image'} (e.g. 2M, 300M, 1.5G)")
+                help=f"keep candidates with {'at least' if bound == 'min' else 'at most'} N backbone "
+                     f"{'parameters' if what == 'params' else 'FLOPs per image'} (e.g. 2M, 300M, 1.5G)")
     opt("--seeds", type=int, help="training seeds per candidate")
     opt("--seed", type=int, dest="master_seed", help="seed of the population sample")
     if "master_seed" not in exclude:
         deprecated(p, "--master-seed", "--seed", "master_seed", type=int)
     opt("--data", help="dataset name (digits, fake, mnist, fashion-mnist, cifar10, cifar100, "
-                                  "imagefolder; NAME-lt for the long-tailed variant)")
+                       "imagefolder; NAME-lt for the long-tailed variant)")
     opt("--data-root", help="dataset folder")
     opt("--epochs", type=int, help="training epochs per job")
     opt("--steps", type=int, help="training budget in steps (overrides --epochs)")
     opt("--batch-size", type=int, help="training batch size")
     opt("--lr", type=float, help="learning rate (SGD, cosine schedule)")
     opt("--score", choices=["pretext", "knn", "linear"],
-                   help="the column that ranks candidates: pretext (default: each objective's own label-free held-out "
-                        "score) or a probe that reads labels (knn, linear; see --probes)")
+        help="the column that ranks candidates: pretext (default: each objective's own label-free held-out "
+             "score) or a probe that reads labels (knn, linear; see --probes)")
     opt("--probes", help="probes computed beside the label-free score, which read labels: knn (default), "
-                                    "knn,linear, or none")
+                         "knn,linear, or none")
     opt("--proxies", metavar="NAME[,NAME]",
-                   help="zero-cost proxies, each a job without training (e.g. synflow,naswot,jacob_cov); "
-                        "with --pretext none nothing is trained")
+        help="zero-cost proxies, each a job without training (e.g. synflow,naswot,jacob_cov); "
+             "with --pretext none nothing is trained")
     opt("--ensemble", action="append", default=[], metavar="SCORE,SCORE[,...]",
-                   help="combine label-free scores (objectives, proxies, params, flops) by mean rank; repeatable")
+        help="combine label-free scores (objectives, proxies, params, flops) by mean rank; repeatable")
     opt("--reference", metavar="FILE",
-                   help="published table (CSV: structure,accuracy columns; or JSON as NAS-Bench-Macro's) to compare "
-                        "every ranking with; the supervised jobs then run only with --supervised")
+        help="published table (CSV: structure,accuracy columns; or JSON as NAS-Bench-Macro's) to compare "
+             "every ranking with; the supervised jobs then run only with --supervised")
     opt("--budget", choices=["fixed", "sh"], help="fixed (every candidate --epochs) or sh (successive "
-                                                             "halving over rungs of epochs)")
+                                                  "halving over rungs of epochs)")
     opt("--rungs", metavar="E,E,...", help="successive-halving rungs in epochs, e.g. 1,3,9 "
-                                                      "(default: --epochs / eta^k)")
+                                           "(default: --epochs / eta^k)")
     opt("--eta", type=int, help="successive halving: keep the best 1/eta at each rung (default 3)")
     if "supervised" not in exclude:
         sup = p.add_mutually_exclusive_group()
@@ -110,23 +111,23 @@ def options_parser(prog: str, exclude: Collection[str] = ()) -> argparse.Argumen
     opt("--wandb", choices=["disabled", "offline", "online"], metavar="MODE",
         help="Weights & Biases logging: disabled, offline or online")
     opt("--executor", help="auto (the default: every core, worker processes x threads chosen from the "
-                                      "core count and the jobs) | local (one job at a time in this process) | "
-                                      "pool (worker processes on this machine) | ray (Ray tasks; needs unnas[ray])")
+                           "core count and the jobs) | local (one job at a time in this process) | "
+                           "pool (worker processes on this machine) | ray (Ray tasks; needs unnas[ray])")
     opt("--workers", type=int, help="parallel jobs for auto / pool / ray (default: cores // threads per job)")
     opt("--threads-per-worker", type=int,
-                   help="intra-op threads of every job on every executor (default: auto spreads the cores over "
-                        "the jobs, the other executors use 1 in deterministic mode; CPU results depend on it, "
-                        "so keep it fixed to compare executors)")
+        help="intra-op threads of every job on every executor (default: auto spreads the cores over "
+             "the jobs, the other executors use 1 in deterministic mode; CPU results depend on it, "
+             "so keep it fixed to compare executors)")
     opt("--ray-address", default="",
-                   help="Ray cluster: auto | HOST:PORT | ray://HOST:PORT (default: start a local Ray instance)")
+        help="Ray cluster: auto | HOST:PORT | ray://HOST:PORT (default: start a local Ray instance)")
     opt("--retry-failed", action="store_true",
-                   help="run failed, diverged and timed-out jobs again (resuming from their checkpoints)")
+        help="run failed, diverged and timed-out jobs again (resuming from their checkpoints)")
     opt("--join", action="store_true",
-                   help="share the run folder with other runners started with --join; each runs jobs the "
-                        "others have not claimed")
+        help="share the run folder with other runners started with --join; each runs jobs the "
+             "others have not claimed")
     opt("--plugins", default="", metavar="MODULE[,MODULE]",
-                   help="import these modules first (they register your own generators / objectives); "
-                        "pool and Ray workers import them too")
+        help="import these modules first (they register your own generators / objectives); "
+             "pool and Ray workers import them too")
     opt("--quiet", action="store_true", help="no progress display")
     return p
 

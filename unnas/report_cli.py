@@ -1,5 +1,7 @@
 """``unnas report`` (and ``python -m unnas.report``): write report.html (self-contained), report.json
-and PNG plots for finished runs. Argument parsing only; importing it is cheap (no torch)."""
+and PNG plots for finished runs.
+
+Argument parsing only; the work is in :mod:`unnas.report`. Importing this module is cheap (no torch)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ EXAMPLES = (
 
 
 def parser(prog: str = "python -m unnas.report") -> argparse.ArgumentParser:
-    p = ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folder(s); several = one combined report")
     p.add_argument("--out", help="output folder (default: the run folder; for several runs "
                                  "<parent>/report-<names>)")
