@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     digest = hashlib.sha1(json.dumps([a.generator, a.num_archs, a.data, rest]).encode()).hexdigest()[:6]
     name = a.name or f"{a.generator}-seed{a.master_seed}-{digest}"
     argv_rank = ["--generator", a.generator, "--reference", a.reference, "--num-archs", str(a.num_archs),
-                 "--master-seed", str(a.master_seed), *data, "--runs-dir", a.runs_dir, "--name", name, "--quiet",
+                 "--seed", str(a.master_seed), *data, "--runs-dir", a.runs_dir, "--name", name, "--quiet",
                  *rest]
     from unnas.rank import main as rank_main
 

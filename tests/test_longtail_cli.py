@@ -12,7 +12,7 @@ from unnas.eval.samplers import class_balanced, instance_balanced
 import unnas.longtail_run as lt_run
 from unnas.config import DataConfig
 from unnas.data import load_dataset, longtail_counts
-from unnas.longtail import main
+from unnas.longtail import build_config, main, parser
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--data", "fake-lt", "--imbalance", "10", "--params", "depths=[1,1]", "width=8", "--epochs", "2",
@@ -135,10 +135,10 @@ def test_stage1_sampler_reaches_the_engine(tmp_path, monkeypatch, capsys):
     (["stage2.crt_speed=2"], "override"),
     (["stage2.crt_lr=fast"], "override"),
     (["--checkpoint", "/nonexistent.pt"], "--checkpoint"),
-    (["--arch", '{"generator": "resnet", "params": {"width": 8}}', "--num-archs", "2"], "--num-archs"),
+    (["--generator", '{"generator": "resnet", "params": {"width": 8}}', "--num-archs", "2"], "--num-archs"),
     (["--data", "nodata-lt"], "--data"),
-    (["--arch", "nonet"], "generator"),
-    (["--arch", '{"generator": "resnet", "params": {"widthh": 8}}'], "generator resnet parameter"),
+    (["--generator", "nonet"], "generator"),
+    (["--generator", '{"generator": "resnet", "params": {"widthh": 8}}'], "generator resnet parameter"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, field, tmp_path, capsys):
     code, out, err = run_cli(TINY + ["--runs-dir", str(tmp_path / "runs")] + args, capsys)
@@ -191,3 +191,18 @@ def test_cifar10_lt_stage2_methods_beat_joint(tmp_path):
     out = run(runs_dir=str(tmp_path))
     for m in ("crt", "tau_norm", "lws"):
         assert out["beats_joint"][m] == {"few": True, "all": True}, out["table"]
+
+
+@pytest.mark.parametrize("flags,epochs,data", [([], 200, "cifar10-lt"), (["--epochs", "3"], 3, "cifar10-lt"),
+                                               (["--data", "digits-lt"], 200, "digits-lt")])
+def test_the_config_file_beats_the_commands_defaults_and_its_flags_beat_the_file(flags, epochs, data):
+    """The command's own defaults (100 epochs on digits-lt) sit below a --config file; given flags win."""
+    args = parser().parse_args(["--config", str(ROOT / "configs" / "cifar10-lt-decoupled.yaml"), *flags])
+    cfg = build_config(args, [])
+    assert (cfg.train.epochs, cfg.data.name, cfg.train.batch_size) == (epochs, data, 128)
+
+
+def test_without_a_file_the_commands_own_defaults_apply():
+    cfg = build_config(parser().parse_args([]), [])
+    assert (cfg.train.epochs, cfg.data.name, cfg.run.pretext, cfg.model.generator, cfg.run.num_archs) == (
+        100, "digits-lt", "supervised", "resnet", 1)

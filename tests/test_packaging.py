@@ -18,15 +18,22 @@ def _top_level_packages(names: list[str]) -> set[str]:
     return {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
 
 
-def test_the_wheel_has_one_top_level_import_name(tmp_path):
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                           "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, cwd=tmp_path)
+                           "-w", str(out), str(ROOT)], capture_output=True, text=True, cwd=out)
     assert proc.returncode == 0, proc.stderr
-    (wheel,) = tmp_path.glob("unnas-*.whl")
+    (path,) = out.glob("unnas-*.whl")
+    return path
+
+
+def test_the_wheel_has_one_top_level_import_name(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert _top_level_packages(names) == {"unnas"}
     # every package folder of the source tree is in the wheel, under its one name
-    for folder, dotted in (("eval", "unnas/eval"), ("moco", "unnas/moco"), ("pretext", "unnas/pretext"), ("unnas", "unnas")):
+    for folder, dotted in (("eval", "unnas/eval"), ("moco", "unnas/moco"), ("pretext", "unnas/pretext"), ("unnas", "unnas"),
+                           ("configs", "unnas/configs")):
         for init in (ROOT / folder).rglob("__init__.py"):
             rel = init.relative_to(ROOT / folder).as_posix()
             assert f"{dotted}/{rel}" in names, f"{folder}/{rel} is missing from the wheel"
@@ -48,3 +55,31 @@ def test_commands_run_from_a_folder_with_modules_named_like_ours(tmp_path, modul
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "usage" in proc.stdout.lower()
     assert "SHADOWED" not in proc.stdout + proc.stderr
+
+
+def _unnas_command() -> list[str]:
+    """The installed ``unnas`` console script, else ``python -m unnas`` (same entry point)."""
+    script = Path(sys.executable).with_name("unnas")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "unnas"]
+
+
+@pytest.mark.parametrize("argv", [["rank", "--help"], ["search", "--help"], ["sample", "--help"],
+                                  ["longtail", "--help"], ["report", "--help"], ["list", "proxies"], ["--version"]])
+def test_unnas_subcommands_run_from_a_folder_with_modules_named_like_ours(tmp_path, argv):
+    for name, text in SHADOWS.items():
+        (tmp_path / name).write_text(text)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for cmd in {tuple(_unnas_command()), (sys.executable, "-m", "unnas")}:
+        proc = subprocess.run([*cmd, *argv], capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "SHADOWED" not in proc.stdout + proc.stderr
+        assert ("usage: unnas " + argv[0]) in proc.stdout if argv[-1] == "--help" else proc.stdout.strip()
+
+
+def test_the_wheel_ships_the_configs_and_py_typed(wheel):
+    zf = zipfile.ZipFile(wheel)
+    names = zf.namelist()
+    assert "unnas/py.typed" in names
+    assert {f"unnas/configs/{p.name}" for p in (ROOT / "configs").glob("*.yaml")} <= set(names)
+    (entry,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    assert "unnas = unnas.cli:main" in zf.read(entry).decode()

@@ -306,6 +306,7 @@ def test_cli_passes_wandb_mode(monkeypatch, tmp_path):
     assert rep.main(["r1", "--to-wandb"]) == 0 and seen["mode"] == "offline"
     assert rep.main(["r1"]) == 0 and seen["mode"] == "disabled"
     assert rep.main(["r1", "--to-wandb", "--wandb-mode", "online"]) == 0 and seen["mode"] == "online"
+    assert rep.main(["r1", "--wandb", "offline"]) == 0 and seen["mode"] == "offline"
 
 
 def test_to_wandb_offline_replay(report, tmp_path, monkeypatch):

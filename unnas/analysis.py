@@ -41,16 +41,10 @@ def fmt_corr(block: dict) -> str:
 
 
 def dumps(obj) -> str:
-    def default(o):
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        if isinstance(o, Path):
-            return str(o)
-        raise TypeError(type(o).__name__)
+    """Strict JSON (NaN -> null): :func:`unnas.outputs.dumps`."""
+    from unnas.outputs import dumps as strict
 
-    return json.dumps(obj, indent=2, default=default, allow_nan=True)
+    return strict(obj)
 
 
 # ------------------------------------------------------------------ run folders

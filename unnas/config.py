@@ -217,20 +217,28 @@ def _merge(cfg: DictConfig, other: DictConfig | dict, source: str) -> DictConfig
                         message=msg) from None
 
 
-def load(path: str | Path | None = None, overrides: Iterable[str] = (), base: dict | None = None) -> Config:
-    """Merge defaults <- YAML file <- ``base`` (the command's flags) <- dotted overrides: flags win
-    over the file, the file wins over the built-in defaults."""
-    return to_config(merge_sources(schema(), path, overrides, base))
+def load(path: str | Path | None = None, overrides: Iterable[str] = (), base: dict | None = None,
+         defaults: dict | None = None) -> Config:
+    """Merge defaults <- ``defaults`` (a command's own) <- YAML file <- ``base`` (the command's flags)
+    <- dotted overrides: flags win over the file, the file wins over the built-in defaults."""
+    return to_config(merge_sources(schema(), path, overrides, base, defaults))
 
 
 def merge_sources(cfg: DictConfig, path: str | Path | None = None, overrides: Iterable[str] = (),
-                  base: dict | None = None) -> DictConfig:
-    """``cfg`` (a structured schema) <- YAML file <- ``base`` (flags) <- dotted overrides, checked
-    against the schema (commands with extra sections pass their own schema)."""
+                  base: dict | None = None, defaults: dict | None = None) -> DictConfig:
+    """``cfg`` (a structured schema) <- ``defaults`` (a command's own) <- YAML file <- ``base`` (flags)
+    <- dotted overrides, checked against the schema (commands with extra sections pass their own schema)."""
+    if defaults:
+        cfg = _merge(cfg, OmegaConf.create(defaults), "default")
     if path:
         p = Path(path)
         if not p.is_file():
-            raise UserError("--config", str(path), "an existing YAML file", message="file not found")
+            from unnas.catalog import configs, resolve_config
+
+            p = resolve_config(str(path)) or p  # a shipped config by name: --config fidelity
+        if not p.is_file():
+            raise UserError("--config", str(path), f"an existing YAML file or a shipped config ({', '.join(configs())})",
+                            message="file not found")
         try:
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:

@@ -44,6 +44,7 @@ from unnas.eval.linear import LinearClassifier, fit_linear
 from unnas.eval.samplers import SAMPLER_NAMES, get_sampler, instance_balanced
 from unnas.longtail_tables import csv_rows, dumps, format_matrix, format_table, method_rankings
 from unnas.objectives.base import DataInfo, build_objective, objective_class
+from unnas.outputs import write_json, write_provenance
 from unnas.registry import DATASETS, GENERATORS, OBJECTIVES
 from unnas.spec import ArchSpec, build, get_generator
 from unnas.tracking import WANDB_MODES, Tracker
@@ -74,7 +75,7 @@ def _load_spec_text(arch: str) -> ArchSpec | None:
     if arch.endswith(".json"):
         p = Path(arch)
         if not p.is_file():
-            raise UserError("--arch", arch, "a generator name, an ArchSpec JSON or a .json file", message="file not found")
+            raise UserError("--generator", arch, "a generator name, an ArchSpec JSON or a .json file", message="file not found")
         text = p.read_text()
     if not text.lstrip().startswith("{"):
         return None
@@ -82,7 +83,7 @@ def _load_spec_text(arch: str) -> ArchSpec | None:
         d = json.loads(text)
         spec = ArchSpec(d["generator"], d.get("params", {}), d.get("seed", 0))
     except (ValueError, KeyError, TypeError) as e:
-        raise UserError("--arch", arch, 'ArchSpec JSON like {"generator": "resnet", "params": {}, "seed": 0}',
+        raise UserError("--generator", arch, 'ArchSpec JSON like {"generator": "resnet", "params": {}, "seed": 0}',
                         message=f"not a valid spec ({e.__class__.__name__})") from None
     GENERATORS.get(spec.generator)
     return spec
@@ -93,7 +94,7 @@ def resolve_specs(cfg: Config, opts: LongtailOptions, in_channels: int, image_si
     spec = _load_spec_text(opts.arch) if opts.arch else None
     if spec is not None:
         if cfg.run.num_archs != 1:
-            raise UserError("--num-archs", cfg.run.num_archs, "1 with a fixed --arch spec",
+            raise UserError("--num-archs", cfg.run.num_archs, "1 with a fixed --generator spec",
                             message="a single spec cannot be sampled; give a generator name")
         get_generator(spec.generator).resolve(spec.params)
         return [spec]
@@ -324,9 +325,10 @@ def run_longtail(cfg: Config, opts: LongtailOptions, quiet: bool = False,
     cfg_dict = config_mod.to_dict(cfg)
     opts_dict = json.loads(dumps(dataclasses.asdict(opts)))
     (run_dir / "config.yaml").write_text(config_mod.to_yaml(cfg))
-    (run_dir / "longtail.json").write_text(dumps(opts_dict))
+    write_json(run_dir / "longtail.json", opts_dict)
     counts = class_counts(data, rho)
-    (run_dir / "class_counts.json").write_text(dumps(counts))
+    write_json(run_dir / "class_counts.json", counts)
+    write_provenance(run_dir, device=str(resolve_device(cfg.run.device)))
     tracker = Tracker(run_dir, cfg.run.wandb, cfg.run.wandb_project, {**cfg_dict, "longtail": opts_dict},
                       run_dir.name)
     tracker.log("run_start", data=data.summary(), archs=[s.to_json() for s in specs], argv=sys.argv)
@@ -371,7 +373,7 @@ def run_longtail(cfg: Config, opts: LongtailOptions, quiet: bool = False,
         summary["rankings"] = {m: method_rankings(results, m) for m in ("all", "few")}
         say(format_matrix(summary["rankings"]["all"]))
         say(format_matrix(summary["rankings"]["few"]))
-    (run_dir / "results.json").write_text(dumps(summary))
+    write_json(run_dir / "results.json", summary)
     rows = csv_rows(results)
     with open(run_dir / "results.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))

@@ -3,13 +3,11 @@ of the methods' rankings over architectures, the CSV rows and JSON (non-finite n
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 
 from unnas.eval.decoupled import GROUPS, METHODS
-from unnas.tracking import json_safe
 
 METHOD_LABELS = {"joint": "Joint", "ncm": "NCM", "crt": "cRT", "tau_norm": "tau-norm", "lws": "LWS"}
 
@@ -92,4 +90,6 @@ def csv_rows(per_arch: dict[str, dict]) -> list[dict]:
 
 
 def dumps(obj) -> str:
-    return json.dumps(json_safe(obj), indent=2)
+    from unnas.outputs import dumps as strict
+
+    return strict(obj)

@@ -24,13 +24,13 @@ from pathlib import Path
 from rich.console import Console
 
 from unnas import config as config_mod
-from unnas.analysis import dumps
 from unnas.config import Config
 from unnas.engine import resolve_device
 from unnas.errors import UserError
 from unnas.executors import check_executor_installed, check_ray_address
 from unnas.lock import RunLock
 from unnas.objectives.base import DataInfo, objective_class
+from unnas.outputs import write_json, write_ranking_csv
 from unnas.precision import with_precision
 from unnas.registry import DATASETS, GENERATORS
 from unnas.runner import (
@@ -254,7 +254,13 @@ def resolve_budget(cfg: Config) -> tuple[Config, list[int]]:
 
 def run_ranking(cfg: Config, quiet: bool = False, *, retry_failed: bool = False, join: bool = False,
                 ray_address: str = "", plugins: tuple[str, ...] = ()) -> int:
-    """Run (or resume) a ranking run; returns the exit status (0, or 130 when interrupted).
+    """:func:`rank_run`'s exit status (0, or 130 when interrupted)."""
+    return rank_run(cfg, quiet, retry_failed=retry_failed, join=join, ray_address=ray_address, plugins=plugins)[0]
+
+
+def rank_run(cfg: Config, quiet: bool = False, *, retry_failed: bool = False, join: bool = False,
+             ray_address: str = "", plugins: tuple[str, ...] = ()) -> tuple[int, Path]:
+    """Run (or resume) a ranking run; returns the exit status (0, or 130 when interrupted) and the run folder.
 
     Jobs with a stored row are skipped: ``done`` ones always, ``failed``/``diverged``/``timeout``
     ones unless ``retry_failed`` (then they run again, resuming from their checkpoints). The run
@@ -294,7 +300,7 @@ def run_ranking(cfg: Config, quiet: bool = False, *, retry_failed: bool = False,
     lock.acquire()  # LockedError (exit 2) names the runner that holds the folder
     try:
         return _run_locked(cfg, run_dir, data, specs, objectives, rungs, console, quiet, retry_failed, join,
-                           ray_address, tuple(plugins))
+                           ray_address, tuple(plugins)), run_dir
     finally:
         lock.release()
 
@@ -313,7 +319,7 @@ def _run_locked(cfg, run_dir, data, specs, objectives, rungs, console, quiet, re
     planned = len(specs) * cfg.run.seeds * max(1, len(objectives) + len(proxies))  # not what is left: resume keeps the layout
     with Session(cfg, run_dir, data, console, quiet, retry_failed, join, ray_address, plugins, jobs=planned) as ses:
         ses.start(candidates=len(specs), rungs=rungs)
-        console.print(f"[bold]unnas.rank[/] {run_dir}  data={data.name} ({len(data.train)} train / "
+        console.print(f"[bold]unnas rank[/] {run_dir}  data={data.name} ({len(data.train)} train / "
                       f"{len(data.test)} test)  generator={cfg.model.generator}  "
                       f"objectives={','.join(objectives) or 'none'}" + (f"  proxies={','.join(proxies)}" if proxies else "")
                       + (f"  reference={cfg.reference.path}" if cfg.reference.path else ""))
@@ -344,7 +350,9 @@ def _run_locked(cfg, run_dir, data, specs, objectives, rungs, console, quiet, re
         job_ids = {j.job_id for j in rounds.jobs}
         rows = [r for r in ses.store.rows() if r.job_id in job_ids]
         rk, _ = ranking_of(rows, ses.cfg_dict, strict=True, objective_order=objectives)
-        (run_dir / "ranking.json").write_text(dumps({**rk.to_json(), "status": summarize(rows), "rungs": rungs}))
+        write_json(run_dir / "ranking.json", {**rk.to_json(), "status": summarize(rows), "rungs": rungs,
+                                              "provenance": ses.provenance})
+        write_ranking_csv(run_dir / "ranking.csv", rk)
         print_ranking(rk, console)
         table = rk.table()
         if table:
@@ -355,7 +363,7 @@ def _run_locked(cfg, run_dir, data, specs, objectives, rungs, console, quiet, re
         ses.tracker.summary(seconds=time.time() - ses.t0,
                             **{f"{o}/spearman": a["spearman"]["value"] for o, a in rk.agreement.items()})
         ses.tracker.finish()
-        console.print(f"results: {run_dir / 'results.csv'}  ranking: {run_dir / 'ranking.json'}  "
+        console.print(f"results: {run_dir / 'results.csv'}  ranking: {run_dir / 'ranking.json'} (and .csv)  "
                       f"store: {run_dir / 'store.sqlite'}" + (f"  report: {page}" if page else ""))
         return 0
 
@@ -370,5 +378,5 @@ def write_run_report(run_dir: Path, tracker, console) -> Path | None:
         raise
     except Exception as e:  # noqa: BLE001 - the results are stored; the report can be rebuilt
         console.print(f"[red]report failed[/] ({type(e).__name__}: {e}); rebuild it with "
-                      f"python -m unnas.report {run_dir}")
+                      f"unnas report {run_dir}")
     return None

@@ -1,10 +1,10 @@
 """Plots and the self-contained HTML report of one or more ranking runs.
 
-``python -m unnas.report RUN_DIR [RUN_DIR ...] [--out DIR] [--to-wandb]`` reads the run folders'
+``unnas report RUN_DIR [RUN_DIR ...] [--out DIR] [--wandb MODE]`` reads the run folders'
 stores, writes one PNG per plot, ``report.json`` (every number shown) and ``report.html`` (images
 embedded as base64 PNG, so the file can be mailed or attached on its own). Several run folders
-make one combined report, e.g. one run per generator. ``--to-wandb`` replays the runs' JSON-lines
-logs and logs the report's tables and images to Weights & Biases.
+make one combined report, e.g. one run per generator. ``--wandb offline|online`` replays the runs'
+JSON-lines logs and logs the report's tables and images to Weights & Biases.
 
 The plots are drawn by :mod:`unnas.plots`; a search run's folder (``search.json``) adds its
 trajectory plot.
@@ -12,7 +12,6 @@ trajectory plot.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import html
@@ -31,12 +30,11 @@ from unnas.analysis import (
     Analysis,
     analyze,
     curve_columns,
-    dumps,
     fmt_corr,
     load_run,
 )
-from unnas.cli import ArgumentParser
 from unnas.errors import UserError
+from unnas.outputs import write_json
 from unnas.plots import (
     complexity_plot,
     edf_plot,
@@ -334,7 +332,7 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, wandb_mode: 
     except OSError as e:
         raise UserError("--out", str(out_dir), "a writable folder", message=f"cannot create ({e.strerror})") from None
     plots = make_plots(an, out_dir)
-    (out_dir / "report.json").write_text(dumps(an.to_json()))
+    write_json(out_dir / "report.json", an.to_json())
     page = out_dir / "report.html"
     tmp = page.with_name(f".report.html.tmp{os.getpid()}")
     tmp.write_text(render_html(an, plots), encoding="utf-8")
@@ -349,41 +347,11 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, wandb_mode: 
     return page
 
 
-def parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="python -m unnas.report",
-                       description="Write report.html (self-contained) and PNG plots for ranking runs.")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folder(s); several = one combined report")
-    p.add_argument("--out", help="output folder (default: the run folder; for several runs "
-                                 "<parent>/report-<names>)")
-    p.add_argument("--to-wandb", action="store_true", help="replay log.jsonl, tables and plots into W&B")
-    env_mode = os.environ.get("WANDB_MODE", "")
-    p.add_argument("--wandb-mode", choices=["offline", "online"], default=env_mode if env_mode in ("offline", "online")
-                   else "online", help="W&B mode for --to-wandb (default: $WANDB_MODE or online)")
-    p.add_argument("--wandb-project", help="W&B project (default: the run's run.wandb_project)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CIs")
-    p.add_argument("--n-draws", type=int, default=1000, help="draws per m in the random experiment")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap / permutation / draws")
-    return p
-
-
 def main(argv: list[str] | None = None) -> int:
-    a = parser().parse_args(argv)
-    try:
-        for name, v in (("--n-boot", a.n_boot), ("--n-draws", a.n_draws)):
-            if v < 1:
-                raise UserError(name, v, "an integer >= 1")
-        page = write_report([Path(p) for p in a.run_dirs], Path(a.out) if a.out else None,
-                            a.wandb_mode if a.to_wandb else "disabled", n_boot=a.n_boot, n_draws=a.n_draws,
-                            seed=a.seed, wandb_project=a.wandb_project)
-        if a.to_wandb:
-            import wandb
+    """``python -m unnas.report``: the same command as ``unnas report`` (:mod:`unnas.report_cli`)."""
+    from unnas.report_cli import main as report_main
 
-            wandb.teardown()  # wait until the service has written / uploaded everything
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(page)
-    return 0
+    return report_main(argv)
 
 
 if __name__ == "__main__":

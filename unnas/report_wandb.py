@@ -1,5 +1,5 @@
 """A report in Weights & Biases: the runs' JSON-lines logs replayed, the report's tables as
-``wandb.Table`` and its plots as ``wandb.Image`` (``python -m unnas.report --to-wandb``)."""
+``wandb.Table`` and its plots as ``wandb.Image`` (``unnas report --wandb offline|online``)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""``python -m unnas.sample``: draw a population and print its complexity.
-
-    python -m unnas.sample --generator randwire-ws -n 8 --seed 0 --params nodes=16 --out ws.csv
-    python -m unnas.sample --generator nds-darts -n 20 --params width=16 depth=20 --max-flops 3e8
-    python -m unnas.sample --generator nds-amoeba -n 50 --vary width=16,24,32 depth=4,8,12,16,20
-    python -m unnas.sample --generator timm:resnet18 -n 1 --params stem=small
+"""``unnas sample`` (and ``python -m unnas.sample``): draw a population and print its complexity.
 
 Prints a table of arch_id, seed, the sampled parameters, parameter count and FLOPs (one
 ``--in-channels x --image-size`` image; multiply-adds count 2) and the generator's measures
@@ -21,8 +16,15 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from unnas.cli import ArgumentParser, count
+from unnas.cli import ArgumentParser, count, finish
 from unnas.errors import UserError
+
+EXAMPLES = (
+    "unnas sample --generator randwire-ws -n 8 --seed 0 --params nodes=16 --out ws.csv",
+    "unnas sample --generator nds-darts -n 20 --params width=16 depth=20 --max-flops 3e8",
+    "unnas sample --generator nds-amoeba -n 50 --vary width=16,24,32 depth=4,8,12,16,20",
+    "unnas sample --generator timm:resnet18 -n 1 --params stem=small",
+)
 
 
 def parse_vary(items: Sequence[str]) -> dict[str, list]:
@@ -35,29 +37,26 @@ def parse_vary(items: Sequence[str]) -> dict[str, list]:
     return out
 
 
-def parser() -> argparse.ArgumentParser:
-    """The command's options (the docs generate its reference from them)."""
-    p = ArgumentParser(prog="python -m unnas.sample", description=__doc__.split("\n\n")[0])
-    p.add_argument("--generator", required=True, help="generator name, or timm:MODEL")
-    p.add_argument("-n", "--num-archs", type=int, default=8, help="candidates to draw")
+def parser(prog: str = "python -m unnas.sample") -> argparse.ArgumentParser:
+    p = ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p.add_argument("--generator", required=True, help="generator name, or timm:MODEL (see unnas list generators; "
+                                                      "default: none, required)")
+    p.add_argument("-n", "--num-archs", type=int, default=8, help="population size: candidates to draw")
     p.add_argument("--seed", type=int, default=0, help="master seed of the population")
     p.add_argument("--params", nargs="*", default=[], metavar="K=V", help="fixed generator parameters")
     p.add_argument("--vary", nargs="*", default=[], metavar="K=V1,V2", help="parameters drawn from a list")
-    p.add_argument("--min-params", type=count, metavar="N", help="at least N parameters (k, M, G suffixes: 2M)")
-    p.add_argument("--max-params", type=count, metavar="N", help="at most N parameters")
-    p.add_argument("--min-flops", type=count, metavar="N", help="at least N FLOPs per image (300M, 1.5G)")
-    p.add_argument("--max-flops", type=count, metavar="N", help="at most N FLOPs per image")
-    p.add_argument("--in-channels", type=int, default=3, help="input channels the networks are built for")
-    p.add_argument("--image-size", type=int, default=32, help="input side in pixels (for FLOPs)")
+    for bound in ("min", "max"):
+        for what in ("params", "flops"):
+            p.add_argument(f"--{bound}-{what}", type=count, metavar="N",
+                           help=f"keep candidates with {'at least' if bound == 'min' else 'at most'} N "
+                                f"{'parameters' if what == 'params' else 'FLOPs per image'} (e.g. 2M, 1.5G)")
+    p.add_argument("--in-channels", type=int, default=3, help="input channels of the measured image")
+    p.add_argument("--image-size", type=int, default=32, help="side of the measured image in pixels")
     p.add_argument("--frames", type=int, default=0,
                    help="clip length for video generators such as s3d (0 = the generator's default)")
     p.add_argument("--max-draws", type=int, default=0, help="give up after this many draws (0 = automatic)")
     p.add_argument("--out", type=Path, help="write the table as CSV")
-    return p
-
-
-def _args(argv: Sequence[str] | None) -> argparse.Namespace:
-    return parser().parse_args(argv)
+    return finish(p, examples=EXAMPLES)
 
 
 def rows_for(specs, in_channels: int, image_size: int, frames: int = 0) -> list[dict[str, Any]]:
@@ -90,10 +89,10 @@ def _range(lo: float | None, hi: float | None):
     return None if lo is None and hi is None else (lo, hi)
 
 
-def run(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def run(argv: Sequence[str] | None = None, prog: str = "python -m unnas.sample") -> list[dict[str, Any]]:
     from unnas.population import parse_params, sample_population
 
-    a = _args(argv)
+    a = parser(prog).parse_args(argv)
     for key in ("in_channels", "image_size"):
         if getattr(a, key) < 1:
             raise UserError(f"--{key.replace('_', '-')}", getattr(a, key), "a positive integer")
@@ -142,9 +141,9 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
         raise UserError("--out", str(path), "a writable file path", message=f"cannot write ({e.strerror})") from None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m unnas.sample") -> int:
     try:
-        run(argv)
+        run(argv, prog)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

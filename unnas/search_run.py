@@ -34,12 +34,13 @@ from typing import Sequence
 from rich.console import Console
 
 from unnas import config as config_mod
-from unnas.analysis import dumps, ranking_of
+from unnas.analysis import ranking_of
 from unnas.config import Config
 from unnas.errors import UserError
 from unnas.executors import check_ray_address
 from unnas.lock import RunLock
 from unnas.objectives.base import DataInfo, objective_class
+from unnas.outputs import write_json, write_ranking_csv
 from unnas.registry import STRATEGIES
 from unnas.runner import dataset_for, import_plugins, objectives_of, pretexts_of, proxies_of
 from unnas.scores import REFERENCE, SUPERVISED
@@ -207,7 +208,7 @@ def _search_locked(cfg, run_dir, data, space, strategy, table, console, quiet, r
 
     s = cfg.search
     t0, c0 = time.time(), _cpu()
-    console.print(f"[bold]unnas.search[/] {run_dir}  strategy={s.strategy}  generator={cfg.model.generator}  "
+    console.print(f"[bold]unnas search[/] {run_dir}  strategy={s.strategy}  generator={cfg.model.generator}  "
                   f"score={s.score or 'the first objective'}" + (f"  reference={cfg.reference.path}" if table else ""))
     if s.score == ORACLE:
         write_atomic(run_dir / "config.yaml", config_mod.to_yaml(cfg))
@@ -231,7 +232,8 @@ def _search_locked(cfg, run_dir, data, space, strategy, table, console, quiet, r
         ids = {j.job_id for j in rounds.jobs}
         rows = [r for r in ses.store.rows() if r.job_id in ids]
         rk, _ = ranking_of(rows, ses.cfg_dict, strict=False, objective_order=objectives_of(cfg))
-        (run_dir / "ranking.json").write_text(dumps({**rk.to_json(), "status": summarize(rows)}))
+        write_json(run_dir / "ranking.json", {**rk.to_json(), "status": summarize(rows), "provenance": ses.provenance})
+        write_ranking_csv(run_dir / "ranking.csv", rk)
         print_ranking(rk, console)
         _finish(cfg, run_dir, history, table, console, t0, c0, rows=rows)
         write_run_report(run_dir, ses.tracker, console)
@@ -279,7 +281,6 @@ def percentile(table, value: float) -> float:
 def _finish(cfg, run_dir: Path, history, table, console, t0: float, c0: float, rows) -> None:
     from unnas.generators.complexity import complexity
     from unnas.references import structure_of
-    from unnas.session import write_atomic
 
     traj = trajectory(history, table)
     done = [o for o in flatten(history) if o.ok]
@@ -302,7 +303,7 @@ def _finish(cfg, run_dir: Path, history, table, console, t0: float, c0: float, r
             line += f"; {Path(table.path).name} accuracy {100 * b['reference']:.2f} (percentile {b['percentile']:.2f})"
         console.print(line)
         console.print(f"spec: {b['spec']}")
-    write_atomic(run_dir / "search.json", dumps(result))
+    write_json(run_dir / "search.json", result)
     try:
         from unnas.report import trajectory_plot
 

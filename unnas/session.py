@@ -8,17 +8,19 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from unnas import config as config_mod
 from unnas.config import Config
 from unnas.executors import Hooks, available_cores, make_executor, run_layout
 from unnas.lock import Claims
+from unnas.progress import LogProgress, bar_columns
 from unnas.runner import RETRY_STATUSES, JobContext, data_key, discard_checkpoints, job_config, objectives_of, proxies_of
 from unnas.store import Store
 from unnas.tracking import Tracker
@@ -36,6 +38,19 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+@contextmanager
+def _logging(log: LogProgress | None):
+    """The heartbeat thread of ``log`` while jobs run (nothing without one)."""
+    if log is None:
+        yield
+        return
+    log.start()
+    try:
+        yield
+    finally:
+        log.close()
 
 
 @dataclass
@@ -69,6 +84,10 @@ class Session:
         self.rerun = set(RETRY_STATUSES) if self.retry_failed else set()
 
     def start(self, **fields) -> None:
+        from unnas.engine import resolve_device
+        from unnas.outputs import write_provenance
+
+        self.provenance = write_provenance(self.run_dir, device=str(resolve_device(self.cfg.run.device)))
         self.tracker.log("run_start", data=self.data.summary(), argv=sys.argv, executor=self.executor_name,
                          workers=self.workers, threads=self.threads, precision=self.cfg.train.precision,
                          pid=os.getpid(), join=self.join, retry_failed=self.retry_failed, **fields)
@@ -103,8 +122,8 @@ class Session:
         """Run ``todo`` on the executor; commit each row, then discard its checkpoints unless
         ``keep(job)``; print ``line(row, job)`` per finished job."""
         store, claims, console = self.store, self.claims, self.console
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=console, disable=self.quiet, transient=True)
+        progress = Progress(*bar_columns(), console=console, disable=self.quiet, transient=True)
+        log = None if self.quiet or console.is_terminal else LogProgress(len(todo), console.print)
         running: dict[str, int] = {}
         by_id = {j.job_id: j for j in todo}
 
@@ -127,12 +146,14 @@ class Session:
         def on_step(job, step, total, info) -> None:
             if job.job_id in running:
                 progress.update(running[job.job_id], completed=step, total=total)
+            if log is not None:
+                log.step(f"{job.objective} {job.spec.arch_id} seed {job.seed}", step, total)
 
         def on_log(job, msg) -> None:
             progress.console.print(f"  [dim]{job.job_id}[/] {msg}")
 
         hooks = Hooks(claim=claim if claims is not None else None, on_start=on_start, on_step=on_step, on_log=on_log)
-        with progress:
+        with progress, _logging(log):
             overall = progress.add_task("jobs", total=len(todo))
             for row in self.executor.run(todo, self.ctx, hooks):
                 store.put(row)  # committed: from here on the job is never run again
@@ -148,6 +169,8 @@ class Session:
                     progress.remove_task(running.pop(row.job_id))
                 progress.advance(overall)
                 progress.console.print(line(row, job))
+                if log is not None:
+                    log.finished(f"{row.objective} {row.arch_id} seed {row.seed}")
 
     def rounds(self, *, select: str = "", rungs=(), rank=None, on_round=None):
         """The job loop's ``evaluate`` for this session (:class:`unnas.rounds.RoundRunner`; ``rank``

@@ -9,7 +9,7 @@ import pytest
 
 from unnas.rank import main as rank_main
 from unnas.sample import main as sample_main
-from unnas.search.__main__ import main
+from unnas.search_cli import main
 from unnas.spec import ArchSpec
 
 FAST = ["--data", "digits", "--epochs", "2", "--batch-size", "16", "--quiet", "data.subset_per_class=10"]
@@ -64,12 +64,12 @@ def test_darts_search_on_the_macro_supernet_gives_a_macro_spec(tmp_path):
     (["--method", "darts", "--num-archs", "3"], "--num-archs"), (["--method", "darts", "--steps", "3"], "--steps"),
     (["--method", "darts", "--pretext", "rotation,jigsaw"], "--pretext"),
     (["dmasking.resolutions=[0]", "--method", "dmasking", "--generator", "fbnet-macro"], "dmasking.resolutions"),
-    (["--method", "darts", "--samples", "3"], "--samples"), (["--method", "darts", "--score", "swap"], "--score"),
+    (["--method", "darts", "--score", "swap"], "--score"),
     (["--method", "darts", "--no-supervised"], "--no-supervised"),
     # one command, two kinds of search: exactly one of them
     (["--method", "darts", "--strategy", "lanas"], "--method"), (["search.method=darts", "--strategy", "lanas"], "--method"),
     ([], "--strategy"), (["--strategy", "nope"], "unknown strategy"), (["--strategy", "sh"], "unnas.rank"),
-    (["--strategy", "lanas", "--num-archs", "3"], "--num-archs"), (["--strategy", "lanas", "--samples", "0"], "--samples"),
+    (["--strategy", "lanas", "--num-archs", "0"], "--num-archs"),
     (["--strategy", "lanas", "search.clock=gpu"], "search.clock"), (["--strategy", "lanas", "--score", "nope"], "--score"),
     (["--strategy", "lanas", "--score", "reference"], "--score"), (["--strategy", "lanas", "darts.arch_lr=1"], "darts"),
     (["--strategy", "lanas", "--time-budget", "-1"], "search.time_budget")])
@@ -92,7 +92,7 @@ def _toy_macro_table(path):
 
 def test_strategy_search_from_the_command_line_with_a_proxy_score(tmp_path, capsys):
     args = ["--strategy", "evolution", "--generator", "macro", "--params", "width=0.125", "--pretext", "none",
-            "--proxies", "naswot", "--score", "naswot", "--samples", "4", "--data", "fake", "--runs-dir", str(tmp_path),
+            "--proxies", "naswot", "--score", "naswot", "--num-archs", "4", "--data", "fake", "--runs-dir", str(tmp_path),
             "--name", "ev", "--seed", "3", "--executor", "local", "--quiet", "data.image_size=16",
             "evolution.population=2", "evolution.tournament=2"]
     assert main(args) == 0
@@ -109,7 +109,7 @@ def test_strategy_search_from_the_command_line_with_a_proxy_score(tmp_path, caps
 def test_oracle_strategy_search_with_a_cpu_clock_budget_runs_no_job(tmp_path):
     table = _toy_macro_table(tmp_path / "t.csv")
     assert main(["--strategy", "lanas", "--generator", "macro", "--score", "reference", "--reference", str(table),
-                 "--samples", "30", "--runs-dir", str(tmp_path), "--name", "o", "--quiet", "--time-budget", "5",
+                 "--num-archs", "30", "--runs-dir", str(tmp_path), "--name", "o", "--quiet", "--time-budget", "5",
                  "--clock", "cpu"]) == 0
     out = json.loads((tmp_path / "o" / "search.json").read_text())
     assert out["evaluated"] == 30 and out["clock"] == "cpu"  # the table costs no job time: the budget never ends it
@@ -117,10 +117,10 @@ def test_oracle_strategy_search_with_a_cpu_clock_budget_runs_no_job(tmp_path):
 
 
 def test_options_map_onto_one_search_section():
-    from unnas.search.__main__ import options_to_config, parser
+    from unnas.search_cli import options_to_config, parser
 
     a = parser().parse_intermixed_args(["--strategy", "lanas", "--score", "swap", "--time-budget", "60", "--clock",
-                                        "cpu", "--samples", "7", "--proxies", "swap"])
+                                        "cpu", "--num-archs", "7", "--proxies", "swap"])
     base = options_to_config(a)
     assert base["search"] == {"strategy": "lanas", "score": "swap", "time_budget": 60.0, "clock": "cpu"}
     assert "score" not in base.get("eval", {}) and base["run"]["proxies"] == "swap"

@@ -21,8 +21,8 @@ TINY = ["--generator", "macro", "--params", "width=0.125", "--pretext", "rotatio
         "--executor", "local", "--epochs", "2", "data.image_size=8", "train.batch_size=64", "train.precise_bn=64",
         "eval.knn_k=20", "run.device=cpu"]
 STRATEGIES = {
-    "evolution": ["--strategy", "evolution", "--samples", "4", "evolution.population=2", "evolution.tournament=2"],
-    "lanas": ["--strategy", "lanas", "--samples", "4", "lanas.init_samples=2", "lanas.height=2", "lanas.refit_every=1"],
+    "evolution": ["--strategy", "evolution", "--num-archs", "4", "evolution.population=2", "evolution.tournament=2"],
+    "lanas": ["--strategy", "lanas", "--num-archs", "4", "lanas.init_samples=2", "lanas.height=2", "lanas.refit_every=1"],
 }
 
 
@@ -32,7 +32,7 @@ def _argv(run_dir: Path, strategy: str) -> list[str]:
 
 def _forked(argv: list[str], crash: tuple[str, int] | None = None) -> int:
     """The search in a forked child (a real process that SIGKILLs itself at ``crash``)."""
-    return faults.run_forked(argv, crash, entry="unnas.search.__main__")
+    return faults.run_forked(argv, crash, entry="unnas.search_cli")
 
 
 def _trajectory(run_dir: Path) -> list[tuple[str, float]]:
@@ -42,7 +42,7 @@ def _trajectory(run_dir: Path) -> list[tuple[str, float]]:
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_search_killed_at_seeded_points_resumes_with_the_uninterrupted_proposals(tmp_path, strategy):
-    from unnas.search.__main__ import main
+    from unnas.search_cli import main
 
     ref_dir = tmp_path / "ref"
     assert main(_argv(ref_dir, strategy)) == 0  # uninterrupted, in this process

@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from unnas.cli import ArgumentParser
+from unnas.cli import ArgumentParser, finish
 from unnas.errors import UserError
 
+EXAMPLES = ("unnas findings list", "unnas findings randwire --budget quick",
+            "unnas findings lanas-decoupling --budget full --reference nas-bench-macro-cifar10.json")
 
-def parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="python -m unnas.findings", description=__doc__.split("\n\n")[0])
+
+def parser(prog: str = "python -m unnas.findings") -> argparse.ArgumentParser:
+    p = ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("name", metavar="NAME|list", help="a finding's name, or list to name them all")
     p.add_argument("--budget", default="quick",
                    help="test (seconds, for the test suite), quick (about 2 CPU minutes) or full (up to 1 CPU hour)")
@@ -21,11 +24,11 @@ def parser() -> argparse.ArgumentParser:
                                                    "budgets (default: ~/.cache/unnas/cifar10-jpeg/cifar10)")
     p.add_argument("--reference", default="", help="NAS-Bench-Macro's published CIFAR-10 table for lanas-decoupling "
                                                    "(default: ../shared/data/nas-bench-macro-cifar10.json beside the project)")
-    return p
+    return finish(p, examples=EXAMPLES)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m unnas.findings") -> int:
+    args = parser(prog).parse_args(argv)
     try:
         from unnas.findings import load, run_finding
 

@@ -157,6 +157,7 @@ def run_search(sc: SupernetConfig, quiet: bool = False) -> int:
     from unnas.engine import resolve_device
     from unnas.executors import resolve_parallelism
     from unnas.lock import RunLock
+    from unnas.outputs import write_json, write_provenance
     from unnas.search.loop import run_supernet_search
     from unnas.search.plot import trajectory_plot
     from unnas.strategies.base import SearchSpace
@@ -173,11 +174,12 @@ def run_search(sc: SupernetConfig, quiet: bool = False) -> int:
     with RunLock(run_dir, log=lambda m: console.print(f"[yellow]{m}[/]")):
         saved = sc.to_dict()
         write_atomic(run_dir / "config.yaml", yaml.safe_dump(saved, sort_keys=False))
+        write_provenance(run_dir, device=str(device))
         tracker = Tracker(run_dir, core.run.wandb, core.run.wandb_project, saved, run_dir.name)
         objective = core.run.pretext.strip()
         tracker.log("search_start", method=sc.method, generator=space.generator, objective=objective,
                     data=data.summary(), argv=sys.argv, threads=threads, pid=os.getpid())
-        console.print(f"[bold]unnas.search[/] {run_dir}  method={sc.method}  generator={space.generator}  "
+        console.print(f"[bold]unnas search[/] {run_dir}  method={sc.method}  generator={space.generator}  "
                       f"objective={objective}  data={data.name} ({len(data.train)} train)", soft_wrap=True)
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=console, disable=quiet, transient=True)
@@ -202,7 +204,7 @@ def run_search(sc: SupernetConfig, quiet: bool = False) -> int:
                                          on_epoch=on_epoch)
         if result.resumed_from_epoch:
             console.print(f"  resumed from the checkpoint of epoch {result.resumed_from_epoch}")
-        write_atomic(run_dir / "result.json", result.to_json())
+        write_json(run_dir / "result.json", result.to_dict())
         png = trajectory_plot(result, run_dir / "trajectory.png")
         tracker.image("trajectory", png)
         tracker.summary(arch_id=result.spec.arch_id, spec=result.spec.to_json(), params=result.complexity["params"],
