@@ -60,7 +60,7 @@ RANK = [
 SEARCH = [
     ([], "--strategy", "--strategy", "--method"),
     (["--strategy", "bogus"], "strategy", "bogus", "allowed: "),
-    (["--strategy", "random", "--samples", "0"], "--samples", "0", "allowed: a positive number"),
+    (["--strategy", "random", "--num-archs", "0"], "--num-archs", "0", "allowed: a positive number"),
     (["--strategy", "random", "--generator", "macro", "--num-archs", "0"], "--num-archs", "0", "allowed: "),
 ]
 SAMPLE = [

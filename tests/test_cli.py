@@ -12,7 +12,7 @@ import pytest
 from unnas import catalog
 from unnas.cli import command_parsers, main, plain
 
-SUBCOMMANDS = ("rank", "search", "sample", "longtail", "report", "list")
+SUBCOMMANDS = ("rank", "search", "sample", "longtail", "report", "findings", "list")
 
 
 def test_every_subcommand_has_a_parser_named_unnas_x():

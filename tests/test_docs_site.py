@@ -69,10 +69,10 @@ def test_uses_the_unnas_command_parsers_when_the_cli_has_them(hooks, monkeypatch
 
 def test_mapped_folders_are_found_as_unnas_subpackages(hooks):
     mapped = hooks.mapped_packages()
-    # an editable install maps eval/, moco/ and pretext/ from the source tree; a regular one puts
-    # them inside the unnas folder, where griffe finds them without help
+    # an editable install maps eval/, moco/, pretext/ and configs/ from the source tree; a regular
+    # one puts them inside the unnas folder, where griffe finds them without help
     if mapped:
-        assert set(mapped) == {"eval", "moco", "pretext"}
+        assert set(mapped) == {"eval", "moco", "pretext", "configs"}
         assert all((folder / "__init__.py").is_file() for folder in mapped.values())
 
 

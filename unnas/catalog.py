@@ -45,17 +45,22 @@ OBJECTIVES = {
     "temporal-order": "video: are the frames in order or shuffled? (label-free)",
 }
 PROXIES = {
+    "az_expressivity": "AZ-NAS expressivity: entropy of each cell's feature-covariance spectrum",
+    "az_progressivity": "AZ-NAS progressivity: the smallest step of expressivity from cell to cell",
+    "az_trainability": "AZ-NAS trainability: how far the cells' Jacobian spectral norms are from 1",
     "fisher": "Fisher information of the activations (needs a loss)",
     "flops": "FLOPs per image (a size baseline)",
     "grad_norm": "norm of the weight gradients (needs a loss)",
     "grasp": "GraSP: gradient signal preservation (needs a loss)",
     "jacob_cov": "correlation of the input Jacobians over a batch",
+    "meco": "MeCo: smallest eigenvalues of the layers' feature correlation matrices",
     "naswot": "NASWOT: log-determinant of the ReLU activation-pattern kernel",
     "params": "parameter count (a size baseline)",
     "snip": "SNIP: connection sensitivity |w * dL/dw| (needs a loss)",
     "swap": "SWAP-Score: distinct sample-wise activation patterns",
     "swap_reg": "SWAP-Score regularised by model size",
     "synflow": "SynFlow: synaptic saliency with all-ones input, no data",
+    "zen": "Zen-score: log of the feature-map response to Gaussian input perturbations, with BN scaling",
     "zico": "ZiCo: mean over standard deviation of the gradients (needs a loss)",
 }
 DATASETS = {
