@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
 from unnas.analysis import build_ranking
@@ -164,3 +165,19 @@ def test_a_non_finite_proxy_job_is_stored_as_minus_infinity(monkeypatch):
     cfg = config.load()
     m = proxy_metrics("naswot", sample_population("resnet", 1, 0)[0], load_dataset(cfg.data), cfg, 0, "cpu")
     assert m["score"] == -math.inf and m["nonfinite"] == "-inf" and m["params"] > 0
+
+
+def test_params_and_flops_are_correlated_in_decades():
+    """Sizes spanning decades: the reference rises with log10(params), so Pearson's r is 1 on log10
+    values (it was 0.8 on the raw counts); Spearman is the same either way."""
+    sizes = [1e3, 1e4, 1e5, 1e6, 1e7]
+    rows = []
+    for i, n in enumerate(sizes):
+        acc = 0.5 + 0.05 * i
+        metrics = {"objective_acc": acc, "score": acc, "params": n, "flops": 10 * n}
+        rows += [JobRow(f"s{i}", f"a{i}", "{}", "g", "supervised", 0, "done", metrics),
+                 JobRow(f"r{i}", f"a{i}", "{}", "g", "rotation", 0, "done", metrics)]
+    rk = build_ranking(rows, n_boot=20)
+    for b in ("params", "flops"):
+        assert rk.agreement[b]["pearson"]["value"] == pytest.approx(1.0)
+        assert rk.agreement[b]["spearman"]["value"] == pytest.approx(1.0)

@@ -249,6 +249,9 @@ def build_ranking(rows: Iterable[JobRow], *, reference: Mapping[str, float] | No
         refcol = rk.column(REFERENCE)
         for name in rk.columns:
             col = rk.column(name)
+            if rk.columns[name].kind == "baseline":  # sizes span decades: Pearson's r in log10 (ranks unchanged)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    col = np.log10(np.where(col > 0, col, np.nan))
             if np.isfinite(col).any():
                 rk.agreement[name] = {**agreement(col, refcol, n_boot=n_boot, seed=seed), **top_pick(col, refcol)}
     return rk
