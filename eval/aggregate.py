@@ -70,9 +70,10 @@ class Ensemble:
 
     def combine(self, columns: Sequence[np.ndarray]) -> np.ndarray:
         """The ensemble's value per candidate from its parts' columns (aligned, NaN where missing):
-        the rule over the parts' ranks among the candidates that have every part; NaN elsewhere."""
+        the rule over the parts' ranks among the candidates that have every part; NaN elsewhere. A
+        part's ``-inf`` (a non-finite proxy value, ranked last) takes that part's lowest rank."""
         stack = np.vstack([np.asarray(c, dtype=float) for c in columns])
-        ok = np.isfinite(stack).all(axis=0)
+        ok = ~np.isnan(stack).any(axis=0)
         out = np.full(stack.shape[1], np.nan)
         if ok.any():
             out[ok] = RULES.get(self.rule)(np.vstack([rankdata(c[ok]) for c in stack]))

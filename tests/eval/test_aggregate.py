@@ -44,3 +44,14 @@ def test_an_unknown_rule_is_refused_naming_the_rules():
         parse("geomean:a,b")
     with pytest.raises(UserError, match="unknown rank aggregation rule"):
         Ensemble(("a", "b"), "nope")
+
+
+def test_a_minus_infinite_part_ranks_its_candidate_last_instead_of_dropping_it():
+    a = np.array([3.0, 1.0, -np.inf, 2.0])
+    b = np.array([1.0, 2.0, 3.0, np.nan])
+    out = parse("a,b").combine([a, b])
+    # among the three with both parts: ranks a -> (3, 2, 1), b -> (1, 2, 3); mean (2, 2, 2); the fourth misses b
+    np.testing.assert_allclose(out[:3], [2.0, 2.0, 2.0])
+    assert np.isnan(out[3])
+    worst = parse("a,b").combine([a, np.array([1.0, 2.0, 0.5, 0.0])])
+    assert worst[2] == worst.min()  # -inf and the lowest b: last
