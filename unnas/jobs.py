@@ -9,6 +9,10 @@ Metrics of a training job (fractions in [0, 1]):
   jigsaw, colorization), or its :meth:`~unnas.objectives.base.Objective.heldout_score` (MoCo:
   view retrieval). It never reads a label. For ``supervised`` it is the test accuracy.
 * ``objective_acc`` / ``objective_loss``: the objective's own held-out accuracy and loss.
+* label-free scores of the trained network (:data:`~unnas.registry.TRAINED_SCORES`,
+  :mod:`unnas.eval.trained`), raw values under their names: ``rankme``, ``alpha_req``,
+  ``alignment``, ``uniformity`` (held-out embeddings), ``heldout_loss`` and ``sotl_e`` (the sum of
+  the last epoch's per-step training losses).
 * probes that read labels (``eval.probes``): ``knn_acc_uses_labels`` (weighted kNN of the frozen
   features, training labels voting), ``linear_acc_uses_labels`` (linear probe on the frozen
   features, weight decay chosen on the validation split).
@@ -56,16 +60,44 @@ def parse_probes(text: str) -> list[str]:
     return names
 
 
-def training_metrics(objective, data, cfg: Config, device: torch.device) -> dict:
-    """Held-out metrics of a trained objective (see the module docstring)."""
+@torch.no_grad()
+def trained_input(objective, split, losses: list, heldout_loss: float, batch_size: int,
+                  device: torch.device):
+    """The :class:`~unnas.eval.trained.TrainedInput` of a trained objective: pooled eval-mode
+    features of the first held-out images and of two augmented views of them (views drawn with a
+    generator seeded 0, the same for every candidate), its held-out loss and per-step losses."""
+    from unnas.eval.features import extract_features
+    from unnas.eval.trained import MAX_SAMPLES, TrainedInput
+
+    images = split.images[:MAX_SAMPLES]
+    feats = extract_features(objective, images, batch_size, device)
+    was = objective.training
+    objective.eval()
+    gen = torch.Generator().manual_seed(0)
+    v1, v2 = [], []
+    try:
+        for s in range(0, images.shape[0], batch_size):
+            x1, x2 = objective.positive_pair(images[s:s + batch_size].to(device), gen)
+            v1.append(objective.backbone.pooled(x1).float().cpu())
+            v2.append(objective.backbone.pooled(x2).float().cpu())
+    finally:
+        objective.train(was)
+    return TrainedInput(feats, (torch.cat(v1), torch.cat(v2)), heldout_loss, losses)
+
+
+def training_metrics(objective, data, cfg: Config, device: torch.device, losses: list | None = None) -> dict:
+    """Held-out metrics of a trained objective (see the module docstring); ``losses``: per epoch,
+    the engine's per-step training losses (:attr:`~unnas.engine.TrainResult.step_losses`)."""
     from unnas.engine import evaluate_objective
     from unnas.eval.features import extract_features
+    from unnas.eval.trained import trained_scores
 
     ev = cfg.eval
     own = evaluate_objective(objective, data.test, ev.batch_size, seed=0, device=device)
     out = {"objective_acc": own["acc"], "objective_loss": own["loss"]}
     lf = objective.heldout_score(data.test, ev.batch_size, 0, device)
     out["score"] = own["acc"] if lf is None else float(lf)
+    out.update(trained_scores(trained_input(objective, data.test, losses or [], own["loss"], ev.batch_size, device)))
     probes = parse_probes(ev.probes)
     if not probes:
         return out

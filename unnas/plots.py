@@ -56,7 +56,7 @@ def reference_label(rk: Ranking) -> str:
 KIND_LABELS = {"objective": "label-free held-out score", "ensemble": "mean rank, label-free",
                "proxy": "zero-cost proxy, label-free", "rung": "label-free score at the rung",
                "probe": "probe accuracy, uses labels", "supervised": "supervised accuracy, uses labels",
-               "baseline": "label-free"}
+               "baseline": "label-free", "trained": "score of the trained network, label-free"}
 
 
 def column_label(rk: Ranking, name: str) -> str:

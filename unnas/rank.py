@@ -35,9 +35,10 @@ def parser(conflict_handler: str = "error") -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="training budget in steps (overrides --epochs)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--score", choices=["pretext", "knn", "linear"],
+    p.add_argument("--score",
                    help="the column that ranks candidates: pretext (default: each objective's own label-free held-out "
-                        "score) or a probe that reads labels (knn, linear; see --probes)")
+                        "score), a label-free score of the trained network (rankme, alpha_req, alignment, uniformity, "
+                        "heldout_loss, sotl_e) or a probe that reads labels (knn, linear; see --probes)")
     p.add_argument("--probes", help="probes computed beside the label-free score, which read labels: knn (default), "
                                     "knn,linear, or none")
     p.add_argument("--proxies", metavar="NAME[,NAME]",
