@@ -38,6 +38,9 @@ from unnas.registry import TRAINED_SCORES
 # Held-out images the embedding scores read (the first ones of the split): bounds the O(N^2) pairs
 # of uniformity and the SVDs on large test sets, and is the same for every candidate.
 MAX_SAMPLES = 2048
+# Held-out images whose two augmented views give the positive pairs of the alignment score (its
+# cost: two forward passes of each of them).
+VIEW_SAMPLES = 512
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class TrainedInput:
     """What the trained-network scores read: held-out embeddings and the training loss history."""
 
     features: torch.Tensor  # (N, D) pooled features of the held-out images (eval input)
-    views: tuple[torch.Tensor, torch.Tensor]  # (N, D) each: two augmented views of the same images
+    views: tuple[torch.Tensor, torch.Tensor]  # (M, D) each: two augmented views of the same M images
     heldout_loss: float  # the objective's loss on the held-out split
     losses: Sequence[Sequence[float]]  # per epoch, its per-step training losses
 

@@ -4,8 +4,10 @@ with --score, usable in --ensemble, refused with one line when unknown."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+import torch
 import yaml
 
 from unnas.rank import main
@@ -83,3 +85,34 @@ def test_terminal_says_whether_the_interval_excludes_chance():
     noise = chance_verdict(_ranking([0.3, 0.9, 0.1, 0.5, 0.7, 0.2, 0.8, 0.4, 0.0, 0.6], accs))
     assert "the interval includes 0, so this run cannot tell its ranking from chance" in noise
     assert "no interval" in chance_verdict(_ranking([0.05 * i for i in range(10)], accs, n_boot=0))
+
+
+@pytest.mark.parametrize("name, data_cfg, spec", [
+    ("rotation", {"name": "fake", "image_size": 8}, ("resnet", {"depths": [1], "width": 8})),
+    ("moco", {"name": "fake", "image_size": 8}, ("resnet", {"depths": [1], "width": 8})),
+    ("colorization", {"name": "fake", "image_size": 8}, ("resnet", {"depths": [1], "width": 8})),
+    ("clip-moco", {"name": "moving-digits", "image_size": 16, "frames": 4, "test_fraction": 0.02},
+     ("s3d", {"width": 0.0625, "stem": "small"})),
+])
+def test_every_objective_gives_finite_trained_scores_and_reused_features_change_nothing(name, data_cfg, spec):
+    from unnas.eval.features import extract_features
+    from unnas.eval.trained import trained_scores
+
+    from unnas.config import DataConfig
+    from unnas.data import load_dataset
+    from unnas.jobs import trained_input
+    from unnas.objectives.base import DataInfo, build_objective, objective_class
+    from unnas.spec import ArchSpec, build
+
+    data = load_dataset(DataConfig(subset_per_class=4, **data_cfg))
+    torch.manual_seed(0)
+    backbone = build(ArchSpec(*spec, 0), objective_class(name).input_channels(data.channels))
+    obj = build_objective(name, backbone, DataInfo.of(data))
+    dev = torch.device("cpu")
+    a = trained_input(obj, data.test, [[2.0, 1.0]], 0.5, 16, dev)
+    b = trained_input(obj, data.test, [[2.0, 1.0]], 0.5, 16, dev, extract_features(obj, data.test.images, 16, dev))
+    assert torch.equal(a.features, b.features) and all(torch.equal(u, v) for u, v in zip(a.views, b.views))
+    assert a.views[0].shape == a.views[1].shape and not torch.equal(*a.views)  # two different augmentations
+    scores = trained_scores(a)
+    assert all(math.isfinite(v) for k, v in scores.items() if k != "alpha_req"), scores
+    assert scores["sotl_e"] == 3.0 and scores["heldout_loss"] == 0.5 and scores["rankme"] >= 1.0

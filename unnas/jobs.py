@@ -61,23 +61,24 @@ def parse_probes(text: str) -> list[str]:
 
 
 @torch.no_grad()
-def trained_input(objective, split, losses: list, heldout_loss: float, batch_size: int,
-                  device: torch.device):
+def trained_input(objective, split, losses: list, heldout_loss: float, batch_size: int, device: torch.device,
+                  features: torch.Tensor | None = None):
     """The :class:`~unnas.eval.trained.TrainedInput` of a trained objective: pooled eval-mode
-    features of the first held-out images and of two augmented views of them (views drawn with a
+    features of the first ``MAX_SAMPLES`` held-out images (``features``: those of the whole split,
+    when already extracted), two augmented views of the first ``VIEW_SAMPLES`` of them (drawn with a
     generator seeded 0, the same for every candidate), its held-out loss and per-step losses."""
     from unnas.eval.features import extract_features
-    from unnas.eval.trained import MAX_SAMPLES, TrainedInput
+    from unnas.eval.trained import MAX_SAMPLES, VIEW_SAMPLES, TrainedInput
 
     images = split.images[:MAX_SAMPLES]
-    feats = extract_features(objective, images, batch_size, device)
+    feats = features[:MAX_SAMPLES] if features is not None else extract_features(objective, images, batch_size, device)
     was = objective.training
     objective.eval()
     gen = torch.Generator().manual_seed(0)
     v1, v2 = [], []
     try:
-        for s in range(0, images.shape[0], batch_size):
-            x1, x2 = objective.positive_pair(images[s:s + batch_size].to(device), gen)
+        for s in range(0, min(VIEW_SAMPLES, images.shape[0]), batch_size):
+            x1, x2 = objective.positive_pair(images[s:min(s + batch_size, VIEW_SAMPLES)].to(device), gen)
             v1.append(objective.backbone.pooled(x1).float().cpu())
             v2.append(objective.backbone.pooled(x2).float().cpu())
     finally:
@@ -97,12 +98,13 @@ def training_metrics(objective, data, cfg: Config, device: torch.device, losses:
     out = {"objective_acc": own["acc"], "objective_loss": own["loss"]}
     lf = objective.heldout_score(data.test, ev.batch_size, 0, device)
     out["score"] = own["acc"] if lf is None else float(lf)
-    out.update(trained_scores(trained_input(objective, data.test, losses or [], own["loss"], ev.batch_size, device)))
     probes = parse_probes(ev.probes)
+    split_feats = {s: extract_features(objective, getattr(data, s).images, ev.batch_size, device)
+                   for s in ("train", "val", "test") if probes and (s != "val" or "linear" in probes)}
+    out.update(trained_scores(trained_input(objective, data.test, losses or [], own["loss"], ev.batch_size, device,
+                                            split_feats.get("test"))))
     if not probes:
         return out
-    split_feats = {s: extract_features(objective, getattr(data, s).images, ev.batch_size, device)
-                   for s in ("train", "val", "test") if s == "train" or s == "test" or "linear" in probes}
     if not all(torch.isfinite(f).all() for f in split_feats.values()):
         raise DivergedError(-1, float("nan"))
     ftr, fte = split_feats["train"], split_feats["test"]

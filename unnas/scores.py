@@ -200,6 +200,7 @@ def build_ranking(rows: Iterable[JobRow], *, reference: Mapping[str, float] | No
         columns[col.name] = col
 
     supervised: dict[str, float] = {}
+    trained: list[tuple[str, list[JobRow]]] = []  # their columns follow the objectives and proxies
     for o in names:
         rs = by_obj[o]
         if o == SUPERVISED:
@@ -220,7 +221,9 @@ def build_ranking(rows: Iterable[JobRow], *, reference: Mapping[str, float] | No
             vals = [(r.arch_id, r.seed, r.metrics[key]) for r in deepest if key in r.metrics]
             if vals:
                 add(Column(f"{o}/{probe}", "probe", o), vals)
-        _add_trained(o, deepest, add)
+        trained.append((o, deepest))
+    for o, rs in trained:
+        _add_trained(o, rs, add)
     for b in BASELINES:
         columns[b] = Column(b, "baseline", b)
     ref_name = reference_name or SUPERVISED

@@ -77,7 +77,9 @@ def chance_verdict(rk: Ranking) -> str:
 
 
 def print_ranking(rk: Ranking, console: Console) -> None:
-    shown = [n for n in rk.columns if n not in BASELINES][:MAX_TABLE_COLUMNS]
+    # the trained-network scores are in the agreement table (and ranking.json), not in this one
+    shown = [n for n in rk.columns if n not in BASELINES and (rk.columns[n].kind != "trained" or n == rk.primary)]
+    shown = shown[:MAX_TABLE_COLUMNS]
     t = Table(title=f"ranking (best {rk.primary or 'reference'} first)")
     t.add_column("#", justify="right")
     t.add_column("arch_id")
