@@ -262,6 +262,13 @@ class Moco(Objective):
         """The two views (float in [0, 1]) whose embeddings form a positive pair."""
         return two_views(images, self.hp.views, generator)
 
+    def positive_pair(self, images: torch.Tensor, generator: torch.Generator | None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """MoCo's own positive pair: its two views, normalized as in training."""
+        with full_precision(images):
+            v1, v2 = self.views(images, generator)
+            return self._normalize_unit(v1), self._normalize_unit(v2)
+
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Training: one MoCo step (the batch's keys are enqueued). Eval mode: the same computation

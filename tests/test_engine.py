@@ -38,6 +38,19 @@ def make(data, name="supervised", seed=0):
     return build_objective(name, build(TINY, data.channels), DataInfo.of(data))
 
 
+class _Stop(Exception):
+    pass
+
+
+def _crash_at(n: int):
+    """A progress callback that interrupts training at step ``n``."""
+    def crash(step, total, info):
+        if step == n:
+            raise _Stop
+
+    return crash
+
+
 def cfg(**kw):
     base = dict(epochs=3, batch_size=16, lr=0.05, precise_bn=32, channels_last=False)
     return TrainConfig(**{**base, **kw})
@@ -219,16 +232,8 @@ def test_cuda_amp_resume_after_interruption_equals_uninterrupted(data, tmp_path)
         return obj
 
     ref = run(tmp_path / "a")
-
-    class Stop(Exception):
-        pass
-
-    def crash(step, total, info):
-        if step == 7:
-            raise Stop
-
-    with pytest.raises(Stop):
-        run(tmp_path / "b", crash)
+    with pytest.raises(_Stop):
+        run(tmp_path / "b", _crash_at(7))
     assert load_checkpoint(tmp_path / "b" / "epoch_1.pt")["scaler"]["scale"] > 0
     torch.manual_seed(999)
     torch.cuda.manual_seed_all(999)  # both RNGs disturbed between the runs: restored from the checkpoint
@@ -244,3 +249,18 @@ def test_precise_bn_leaves_out_a_last_batch_of_one_sample(data):
     idx = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(4))[:48]
     want = data.train.images[idx].double().mean(dim=(0, 2, 3))
     torch.testing.assert_close(obj.backbone.bn.running_mean.double(), want, rtol=1e-6, atol=1e-4)
+
+
+def test_step_losses_are_every_steps_loss_and_survive_a_resume(data, tmp_path):
+    seen = []
+    res = train(make(data, "rotation"), data.train, cfg(epochs=2), seed=4, checkpoint_dir=tmp_path / "a",
+                progress=lambda step, total, info: seen.append(info["loss"]))
+    assert [len(e) for e in res.step_losses] == [5, 5]  # 80 images, batches of 16
+    assert [v for e in res.step_losses for v in e] == seen
+    for h, e in zip(res.history, res.step_losses):
+        assert h["loss"] == pytest.approx(sum(e) / len(e))
+    with pytest.raises(_Stop):
+        train(make(data, "rotation"), data.train, cfg(epochs=2), seed=4, checkpoint_dir=tmp_path / "b",
+              progress=_crash_at(7))
+    resumed = train(make(data, "rotation"), data.train, cfg(epochs=2), seed=4, checkpoint_dir=tmp_path / "b")
+    assert resumed.resumed_from_epoch == 1 and resumed.step_losses == res.step_losses

@@ -11,6 +11,7 @@ from unnas import config
 from unnas.analysis import load_run, ranking_of
 from unnas.data.core import Split
 from unnas.ranking import run_ranking
+from unnas.registry import TRAINED_SCORES
 from unnas.runner import _DATA_CACHE, data_key, dataset_for, prime_dataset
 
 ARGS = ["data.name=digits", "data.image_size=8", "train.batch_size=32", "train.epochs=1", "train.precise_bn=64",
@@ -48,6 +49,8 @@ def test_permuted_labels_leave_every_label_free_score_bit_identical(tmp_path):
     a, rka = _run(tmp_path, "real", None, extra)
     b, rkb = _run(tmp_path, "permuted", 1, extra)
     assert rka.label_free and set(rka.label_free) == set(rkb.label_free)
+    trained = [f"{o}/{t}" for o in ("rotation", "moco") for t in TRAINED_SCORES.names()]
+    assert set(trained) <= set(rka.label_free)  # every trained-network score is a label-free column
     for name in rka.label_free:  # objectives (rotation, moco view retrieval), params, flops
         assert list(rka.column(name)) == list(rkb.column(name)), name
     ra = {(r.objective, r.arch_id): r.metrics for r in a.rows}
@@ -56,7 +59,7 @@ def test_permuted_labels_leave_every_label_free_score_bit_identical(tmp_path):
     for key, m in ra.items():
         if key[0] == "supervised":
             continue
-        for k in ("score", "objective_acc", "objective_loss", "train_loss", "train_acc"):
+        for k in ("score", "objective_acc", "objective_loss", "train_loss", "train_acc", *TRAINED_SCORES.names()):
             assert m[k] == rb[key][k], (key, k)
     # the columns that read labels do move (so this test can fail)
     moved = [n for n in rka.columns if rka.columns[n].uses_labels and list(rka.column(n)) != list(rkb.column(n))]
@@ -64,4 +67,5 @@ def test_permuted_labels_leave_every_label_free_score_bit_identical(tmp_path):
     ranking = json.loads((tmp_path / "real" / "ranking.json").read_text())
     labels = {n: c["uses_labels"] for n, c in ranking["columns"].items()}
     assert labels["rotation"] is False and labels["moco"] is False and labels["params"] is False
+    assert not any(labels[n] for n in trained)
     assert labels["rotation/knn"] is True and labels["moco/linear"] is True

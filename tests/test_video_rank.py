@@ -8,6 +8,7 @@ import json
 import pytest
 
 from unnas.rank import main
+from unnas.registry import TRAINED_SCORES
 
 VIDEO = ("clip-rotation", "arrow-of-time", "temporal-order", "clip-moco")
 TINY = ["--num-archs", "2", "--steps", "1", "--batch-size", "8", "--executor", "local", "--quiet",
@@ -29,8 +30,10 @@ def test_video_objectives_rank_s3d_on_moving_digits(tmp_path, objectives):
         assert 0 <= float(r["score"]) <= 1 and int(r["flops"]) > 0
     ranking = json.loads((run / "ranking.json").read_text())
     label_free = {n for n, c in ranking["columns"].items() if not c["uses_labels"]}
-    assert label_free == {*objectives, "params", "flops"} and len(ranking["table"]) == 2
-    assert set(ranking["agreement"]) == {*objectives, *(f"{o}/knn" for o in objectives), "params", "flops"}
+    trained = {f"{o}/{t}" for o in objectives for t in TRAINED_SCORES.names()}  # scores of the trained network
+    assert label_free == {*objectives, *trained, "params", "flops"} and len(ranking["table"]) == 2
+    assert set(ranking["agreement"]) == {*objectives, *trained, *(f"{o}/knn" for o in objectives), "params", "flops"}
+    assert all(ranking["agreement"][t]["n"] == 2 for t in trained)
     assert (run / "report.html").is_file() and all((run / f"scatter_{o}.png").is_file() for o in objectives)
 
 

@@ -330,6 +330,15 @@ def label_populations(rk: Ranking, runs: list[RunInfo]) -> None:
                 rk.generators[r.arch_id] = f"{r.generator} ({run.name})"
 
 
+def score_label_of(score: str | None) -> str:
+    """What the ranking column ``eval.score`` is, in words."""
+    from unnas.registry import TRAINED_SCORES
+
+    if score in TRAINED_SCORES:
+        return f"{score} of the trained network (label-free)"
+    return SCORE_LABELS.get(score, "label-free score")
+
+
 def analyze(runs: list[RunInfo], n_boot: int = 1000, n_draws: int = 1000, seed: int = 0) -> Analysis:
     """Merge the runs' rows and compute every table and curve of the report."""
     if not runs:
@@ -341,7 +350,7 @@ def analyze(runs: list[RunInfo], n_boot: int = 1000, n_draws: int = 1000, seed: 
         diff = config_differences(runs, ("data", "train", "eval", "reference", "proxy"))
         if diff:
             warnings.append("the runs differ in " + ", ".join(diff) + ": their numbers are not directly comparable")
-    score_label = SCORE_LABELS.get(next(iter(scores)), "label-free score") if len(scores) == 1 else "label-free score"
+    score_label = score_label_of(next(iter(scores))) if len(scores) == 1 else "label-free score"
     pretext = [o.strip() for r in runs for o in str((r.config.get("run") or {}).get("pretext", "")).split(",")]
     rk, notes = ranking_of(rows, runs[0].config, n_boot=n_boot, seed=seed, objective_order=[o for o in pretext if o])
     warnings += notes

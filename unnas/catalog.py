@@ -63,6 +63,14 @@ PROXIES = {
     "zen": "Zen-score: log of the feature-map response to Gaussian input perturbations, with BN scaling",
     "zico": "ZiCo: mean over standard deviation of the gradients (needs a loss)",
 }
+SCORES = {
+    "alignment": "trained network: distance between two augmented views' features (lower is better)",
+    "alpha_req": "trained network: power-law decay of the feature eigenspectrum (alpha-ReQ; best near 1)",
+    "heldout_loss": "trained network: the objective's loss on the held-out split (lower is better)",
+    "rankme": "trained network: effective rank of the held-out features (RankMe)",
+    "sotl_e": "trained network: sum of the last epoch's training losses (SoTL-E; lower is better)",
+    "uniformity": "trained network: log mean Gaussian potential of the features (lower is better)",
+}
 DATASETS = {
     "cifar10": "CIFAR-10, 32x32 colour images in 10 classes (torchvision format)",
     "cifar100": "CIFAR-100, 32x32 colour images in 100 classes (torchvision format)",
@@ -89,7 +97,7 @@ METHODS = {
 }
 # kind -> (description table, the registry attribute in unnas.registry)
 KINDS = {"generators": (GENERATORS, "GENERATORS"), "objectives": (OBJECTIVES, "OBJECTIVES"),
-         "proxies": (PROXIES, "PROXIES"), "datasets": (DATASETS, "DATASETS"),
+         "proxies": (PROXIES, "PROXIES"), "scores": (SCORES, "TRAINED_SCORES"), "datasets": (DATASETS, "DATASETS"),
          "strategies": (STRATEGIES, "STRATEGIES"), "methods": (METHODS, "SEARCH_METHODS")}
 LIST_KINDS = (*KINDS, "configs")
 

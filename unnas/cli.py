@@ -137,7 +137,7 @@ COMMANDS = {
     "longtail": ("unnas.longtail", "decoupled classifier re-balancing on long-tailed data"),
     "report": ("unnas.report_cli", "plots, report.json and report.html of finished runs"),
     "findings": ("unnas.findings.cli", "reproduce a seed paper's headline finding: figure, numbers and verdict"),
-    "list": ("unnas.cli", "list generators, objectives, proxies, datasets, strategies, methods or configs"),
+    "list": ("unnas.cli", "list generators, objectives, proxies, scores, datasets, strategies, methods or configs"),
 }
 
 

@@ -273,7 +273,7 @@ def train_and_evaluate(objective: nn.Module, data, cfg, spec, out: Path, *, seed
                             log=lambda m: print(f"[rank {rank}] {m}", file=sys.stderr))
     if rank != 0:
         return None
-    metrics = {**training_metrics(objective, data, cfg, device), "steps": res.steps, "world_size": w,
+    metrics = {**training_metrics(objective, data, cfg, device, res.step_losses), "steps": res.steps, "world_size": w,
                "train_loss": res.history[-1]["loss"] if res.history else float("nan"), "seconds": res.seconds}
     save_atomic({"backbone": objective.backbone.state_dict(), "objective_state": objective.state_dict(),
                  "spec": spec.to_json(), "objective": objective.name, "seed": seed,

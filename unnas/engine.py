@@ -43,11 +43,18 @@ class JobTimeout(RuntimeError):
 
 @dataclass
 class TrainResult:
-    history: list[dict] = field(default_factory=list)  # one dict per epoch
+    # one dict per epoch: its mean loss and accuracy, lr, seconds and ``losses`` (every step's loss,
+    # averaged over the processes of data-parallel training)
+    history: list[dict] = field(default_factory=list)
     steps: int = 0
     resumed_from_epoch: int = 0
     seconds: float = 0.0
     precision: str = "float32"  # autocast dtype of the forward passes (unnas.precision)
+
+    @property
+    def step_losses(self) -> list[list[float]]:
+        """Per epoch, the loss of each of its steps (epochs from a checkpoint included)."""
+        return [list(h.get("losses", [])) for h in self.history]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -279,6 +286,7 @@ def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str
         order = rep.shard(sampler(labels_all, epoch, gen), cfg.batch_size)
         n_steps = min(spe, total - step, max(1, len(order) // per))
         loss_sum, acc_sum, cnt = 0.0, 0.0, 0
+        losses: list[float] = []  # this epoch's per-step losses
         te = time.perf_counter()
         for i in range(n_steps):
             b = order[i * per:(i + 1) * per]
@@ -305,7 +313,8 @@ def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str
             sched.step()
             objective.after_step()
             step += 1
-            loss_sum += float(loss.detach())
+            losses.append(float(loss.detach()))
+            loss_sum += losses[-1]
             acc_sum += float(out["acc"])
             cnt += 1
             if progress is not None:
@@ -314,9 +323,10 @@ def train(objective: nn.Module, split: Split, cfg, *, seed: int = 0, device: str
                 raise JobTimeout(f"time limit of {cfg.time_limit:g} s reached at step {step}")
         if rep.world > 1:  # the epoch's means over every process's steps
             loss_sum, acc_sum, cnt = rep.sum(torch.tensor([loss_sum, acc_sum, cnt], dtype=torch.float64)).tolist()
+            losses = (rep.sum(torch.tensor(losses, dtype=torch.float64)) / rep.world).tolist()
         result.history.append({"epoch": epoch + 1, "step": step, "loss": loss_sum / max(cnt, 1),
                                "acc": acc_sum / max(cnt, 1), "lr": opt.param_groups[0]["lr"],
-                               "seconds": time.perf_counter() - te})
+                               "seconds": time.perf_counter() - te, "losses": losses})
         if ckpt_dir is not None and cfg.checkpoint:
             rngs = rep.gather(rng_state(gen, aug, device))
             if rep.rank == 0:

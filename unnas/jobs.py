@@ -9,6 +9,10 @@ Metrics of a training job (fractions in [0, 1]):
   jigsaw, colorization), or its :meth:`~unnas.objectives.base.Objective.heldout_score` (MoCo:
   view retrieval). It never reads a label. For ``supervised`` it is the test accuracy.
 * ``objective_acc`` / ``objective_loss``: the objective's own held-out accuracy and loss.
+* label-free scores of the trained network (:data:`~unnas.registry.TRAINED_SCORES`,
+  :mod:`unnas.eval.trained`), raw values under their names: ``rankme``, ``alpha_req``,
+  ``alignment``, ``uniformity`` (held-out embeddings), ``heldout_loss`` and ``sotl_e`` (the sum of
+  the last epoch's per-step training losses).
 * probes that read labels (``eval.probes``): ``knn_acc_uses_labels`` (weighted kNN of the frozen
   features, training labels voting), ``linear_acc_uses_labels`` (linear probe on the frozen
   features, weight decay chosen on the validation split).
@@ -59,10 +63,38 @@ def parse_probes(text: str) -> list[str]:
     return names
 
 
-def training_metrics(objective, data, cfg: Config, device: torch.device) -> dict:
-    """Held-out metrics of a trained objective (see the module docstring)."""
+@torch.no_grad()
+def trained_input(objective, split, losses: list, heldout_loss: float, batch_size: int, device: torch.device,
+                  features: torch.Tensor | None = None):
+    """The :class:`~unnas.eval.trained.TrainedInput` of a trained objective: pooled eval-mode
+    features of the first ``MAX_SAMPLES`` held-out images (``features``: those of the whole split,
+    when already extracted), two augmented views of the first ``VIEW_SAMPLES`` of them (drawn with a
+    generator seeded 0, the same for every candidate), its held-out loss and per-step losses."""
+    from unnas.eval.features import extract_features
+    from unnas.eval.trained import MAX_SAMPLES, VIEW_SAMPLES, TrainedInput
+
+    images = split.images[:MAX_SAMPLES]
+    feats = features[:MAX_SAMPLES] if features is not None else extract_features(objective, images, batch_size, device)
+    was = objective.training
+    objective.eval()
+    gen = torch.Generator().manual_seed(0)
+    v1, v2 = [], []
+    try:
+        for s in range(0, min(VIEW_SAMPLES, images.shape[0]), batch_size):
+            x1, x2 = objective.positive_pair(images[s:min(s + batch_size, VIEW_SAMPLES)].to(device), gen)
+            v1.append(objective.backbone.pooled(x1).float().cpu())
+            v2.append(objective.backbone.pooled(x2).float().cpu())
+    finally:
+        objective.train(was)
+    return TrainedInput(feats, (torch.cat(v1), torch.cat(v2)), heldout_loss, losses)
+
+
+def training_metrics(objective, data, cfg: Config, device: torch.device, losses: list | None = None) -> dict:
+    """Held-out metrics of a trained objective (see the module docstring); ``losses``: per epoch,
+    the engine's per-step training losses (:attr:`~unnas.engine.TrainResult.step_losses`)."""
     from unnas.engine import evaluate_objective
     from unnas.eval.features import extract_features
+    from unnas.eval.trained import trained_scores
 
     ev = cfg.eval
     own = evaluate_objective(objective, data.test, ev.batch_size, seed=0, device=device)
@@ -70,10 +102,12 @@ def training_metrics(objective, data, cfg: Config, device: torch.device) -> dict
     lf = objective.heldout_score(data.test, ev.batch_size, 0, device)
     out["score"] = own["acc"] if lf is None else float(lf)
     probes = parse_probes(ev.probes)
+    split_feats = {s: extract_features(objective, getattr(data, s).images, ev.batch_size, device)
+                   for s in ("train", "val", "test") if probes and (s != "val" or "linear" in probes)}
+    out.update(trained_scores(trained_input(objective, data.test, losses or [], own["loss"], ev.batch_size, device,
+                                            split_feats.get("test"))))
     if not probes:
         return out
-    split_feats = {s: extract_features(objective, getattr(data, s).images, ev.batch_size, device)
-                   for s in ("train", "val", "test") if s == "train" or s == "test" or "linear" in probes}
     if not all(torch.isfinite(f).all() for f in split_feats.values()):
         raise DivergedError(-1, float("nan"))
     ftr, fte = split_feats["train"], split_feats["test"]

@@ -56,7 +56,7 @@ def reference_label(rk: Ranking) -> str:
 KIND_LABELS = {"objective": "label-free held-out score", "ensemble": "rank ensemble (rule in its name), label-free",
                "proxy": "zero-cost proxy, label-free", "rung": "label-free score at the rung",
                "probe": "probe accuracy, uses labels", "supervised": "supervised accuracy, uses labels",
-               "baseline": "label-free"}
+               "baseline": "label-free", "trained": "score of the trained network, label-free"}
 
 
 def column_label(rk: Ranking, name: str) -> str:
@@ -255,5 +255,32 @@ def trajectory_plot(search: dict, path: Path) -> Path:
         ax.set_ylabel("best score so far")
         ax.grid(alpha=0.3)
         ax.set_title(f"{search.get('strategy', 'search')}: {len(traj)} candidates", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def agreement_plot(comparison: list[dict], path: Path, reference: str = "supervised test accuracy") -> Path:
+    """Spearman rho with its 95% interval of every column of ``comparison`` (rows of
+    :func:`unnas.analysis.compare_objectives`), one line each, grouped by kind; columns that read
+    labels are drawn hollow."""
+    rows = [r for r in comparison if math.isfinite(r["agreement"]["spearman"]["value"])]
+    fig = Figure(figsize=(6.4, 0.9 + 0.32 * max(1, len(rows))), dpi=DPI)
+    ax = fig.add_subplot()
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    for i, r in enumerate(rows):
+        sp = r["agreement"]["spearman"]
+        y = len(rows) - 1 - i
+        lo, hi = sp["ci_low"], sp["ci_high"]
+        c = _color(kinds.index(r["kind"]))
+        if lo is not None and math.isfinite(lo):
+            ax.plot([lo, hi], [y, y], color=c, lw=2)
+        ax.plot([sp["value"]], [y], "o", color=c, mfc="white" if r["uses_labels"] else c, ms=6)
+    ax.set_yticks(range(len(rows)), [f"{r['name']}{' *' if r['uses_labels'] else ''}" for r in reversed(rows)],
+                  fontsize=8)
+    ax.axvline(0.0, color="0.5", lw=0.8, ls="--")
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel(f"Spearman rho with the {reference} (95% CI)")
+    ax.set_title("agreement of every score (* reads labels)", fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return _save(fig, path)

@@ -178,14 +178,15 @@ def complexity_summary(specs, in_channels: int, image_size: int, device_type: st
 def check_scores(cfg: Config) -> None:
     """Proxies, ensembles, the budget and the probe / ranking-column choice, before anything runs."""
     from unnas.jobs import parse_probes
-    from unnas.scores import BASELINES, parse_ensemble
+    from unnas.registry import TRAINED_SCORES
+    from unnas.scores import BASELINES, parse_ensemble, trained_column
     from unnas.strategies.population import check_halving, sh_rungs
 
     pretexts, proxies = pretexts_of(cfg), proxies_of(cfg)
     probes = parse_probes(cfg.eval.probes)
-    if cfg.eval.score not in ("pretext", *probes):
-        raise UserError("--score", cfg.eval.score, ["pretext", *probes],
-                        message="the ranking column must be the label-free score or a probe in eval.probes")
+    if cfg.eval.score not in ("pretext", *TRAINED_SCORES.names(), *probes):
+        raise UserError("--score", cfg.eval.score, ["pretext", *TRAINED_SCORES.names(), *probes],
+                        message="the ranking column must be a label-free score or a probe in eval.probes")
     if proxies:
         from unnas.eval.proxies.base import check_loss, check_options
 
@@ -195,7 +196,8 @@ def check_scores(cfg: Config) -> None:
         for name in proxies:  # missing or invalid options: refused here, not once per job
             check_options(name, cfg.objectives.get(name))
             check_loss(name, loss)
-    allowed = [*pretexts, *proxies, *BASELINES]
+    allowed = [*pretexts, *(trained_column(o, t) for o in pretexts for t in TRAINED_SCORES.names()), *proxies,
+               *BASELINES]
     for text in cfg.run.ensembles:
         parts = parse_ensemble(text)
         if len(parts) < 2 or len(set(parts)) != len(parts):
@@ -203,7 +205,8 @@ def check_scores(cfg: Config) -> None:
         for part in parts:
             if part not in allowed:
                 raise UserError("--ensemble", part, allowed, message="ensembles combine the run's label-free scores "
-                                                                     "(objectives, proxies, params, flops)")
+                                                                     "(objectives, OBJECTIVE/SCORE of a trained "
+                                                                     "network, proxies, params, flops)")
     if cfg.budget.kind not in ("fixed", "sh"):
         raise UserError("--budget", cfg.budget.kind, "fixed, sh")
     if cfg.budget.kind != "sh" and cfg.budget.rungs:

@@ -95,3 +95,6 @@ EVALUATORS = Registry("evaluator")
 PROXIES = Registry("proxy")  # zero-cost scores: f(ProxyInput, options) -> float (eval/proxies)
 STRATEGIES = Registry("strategy")  # which jobs to run next, from the finished rows (unnas/strategies)
 SEARCH_METHODS = Registry("search method")  # supernet searches: DARTS, DMaskingNAS (unnas/search)
+# label-free scores of a trained network: f(TrainedInput) -> float, metadata ``orient`` maps the value
+# to "higher is better" (eval/trained.py)
+TRAINED_SCORES = Registry("trained score")

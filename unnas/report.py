@@ -36,6 +36,7 @@ from unnas.analysis import (
 from unnas.errors import UserError
 from unnas.outputs import write_json
 from unnas.plots import (
+    agreement_plot,
     complexity_plot,
     edf_plot,
     random_experiment_plot,
@@ -78,6 +79,11 @@ def make_plots(an: Analysis, out_dir: Path) -> list[tuple[str, Path, str]]:
         p = random_experiment_plot(an.curves, out_dir / "random_experiment.png", ref)
         plots.append(("random_experiment", p, "Random experiment (UnNAS): sample m candidates, keep the one with "
                                               f"the best score, report its {ref}."))
+    if any(c.kind == "trained" for c in rk.columns.values()) and an.comparison:
+        p = agreement_plot(an.comparison, out_dir / "agreement.png", ref)
+        plots.append(("agreement", p, "Spearman rho (95% bootstrap CI) of every column with the "
+                                      f"{ref}: objectives, the label-free scores of the trained networks "
+                                      "(OBJECTIVE/SCORE), proxies, baselines; hollow points read labels."))
     if any(c.get("params") is not None for c in rk.complexity.values()):
         p = complexity_plot(rk, out_dir / "complexity.png", an.comparison)
         plots.append(("complexity", p, "Complexity vs accuracy. The panel titles give the agreement of the "

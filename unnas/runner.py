@@ -289,7 +289,7 @@ def _train_job(job: Job, ctx: JobContext, cfg: Config, data: Data, device: torch
                    stop_epoch=job.stop)
     if result.resumed_from_epoch:
         log(f"resumed from the checkpoint of epoch {result.resumed_from_epoch}")
-    metrics = {**cx, **training_metrics(objective, data, cfg, device), "steps": result.steps,
+    metrics = {**cx, **training_metrics(objective, data, cfg, device, result.step_losses), "steps": result.steps,
                "epochs": result.history[-1]["epoch"] if result.history else 0,
                "train_loss": result.history[-1]["loss"] if result.history else float("nan"),
                "train_acc": result.history[-1]["acc"] if result.history else float("nan"),

@@ -8,6 +8,8 @@ kind           column names                                              reads l
 =============  =========================================================  ============
 objective      ``rotation``: the objective's label-free held-out score    no
 probe          ``rotation/knn``, ``rotation/linear``                      yes
+trained        ``rotation/rankme``, ``moco/sotl_e``, ...: scores of the        no
+               trained network (``unnas.eval.trained``)
 proxy          ``synflow``, ``naswot``, ...: zero-cost, no training       no
 baseline       ``params``, ``flops``                                      no
 ensemble       ``ensemble(rotation+flops)``: mean rank of parts;          no
@@ -47,7 +49,7 @@ LABEL_KINDS = ("probe", "supervised")  # column kinds that read labels
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str  # objective | probe | proxy | baseline | ensemble | rung | supervised
+    kind: str  # objective | probe | trained | proxy | baseline | ensemble | rung | supervised
     source: str = ""  # the objective / proxy it comes from
     log_scale: bool = False  # displays show log10 (a proxy spanning many decades)
     epochs: int = 0  # rung columns: the rung's epochs
@@ -205,6 +207,7 @@ def build_ranking(rows: Iterable[JobRow], *, reference: Mapping[str, float] | No
         columns[col.name] = col
 
     supervised: dict[str, float] = {}
+    trained: list[tuple[str, list[JobRow]]] = []  # their columns follow the objectives and proxies
     for o in names:
         rs = by_obj[o]
         if o == SUPERVISED:
@@ -225,6 +228,9 @@ def build_ranking(rows: Iterable[JobRow], *, reference: Mapping[str, float] | No
             vals = [(r.arch_id, r.seed, r.metrics[key]) for r in deepest if key in r.metrics]
             if vals:
                 add(Column(f"{o}/{probe}", "probe", o), vals)
+        trained.append((o, deepest))
+    for o, rs in trained:
+        _add_trained(o, rs, add)
     for b in BASELINES:
         columns[b] = Column(b, "baseline", b)
     ref_name = reference_name or SUPERVISED
@@ -257,6 +263,22 @@ def build_ranking(rows: Iterable[JobRow], *, reference: Mapping[str, float] | No
     return rk
 
 
+def trained_column(objective: str, score: str) -> str:
+    """The column of a trained-network score of an objective: ``rotation/rankme``."""
+    return f"{objective}/{score}"
+
+
+def _add_trained(o: str, rows: list[JobRow], add) -> None:
+    """One label-free column per trained-network score the rows hold (oriented: higher is better)."""
+    from unnas.eval.trained import oriented
+    from unnas.registry import TRAINED_SCORES
+
+    for name in TRAINED_SCORES.names():
+        vals = [(r.arch_id, r.seed, oriented(name, r.metrics[name])) for r in rows if name in r.metrics]
+        if vals:
+            add(Column(trained_column(o, name), "trained", o), vals)
+
+
 def _deepest(rs: list[JobRow]) -> list[JobRow]:
     """Each (candidate, seed)'s row at the deepest rung it reached."""
     best: dict[tuple[str, int], JobRow] = {}
@@ -287,10 +309,9 @@ def _primary(rk: Ranking, primary: str, ensembles: list[str]) -> str:
     if ensembles:
         return ensembles[0]
     objs = rk.objectives
-    if primary in ("knn", "linear"):
-        for o in objs:
-            if f"{o}/{primary}" in rk.columns:
-                return f"{o}/{primary}"
+    for o in objs:  # a probe (knn, linear) or a trained-network score (rankme, ...) of the first objective
+        if f"{o}/{primary}" in rk.columns:
+            return f"{o}/{primary}"
     if primary in rk.columns:
         return primary
     if objs:

@@ -57,8 +57,30 @@ def _cell(rk: Ranking, name: str, v) -> str:
     return _num(v)
 
 
+def chance_verdict(rk: Ranking) -> str:
+    """One line: does the 95% interval of the ranking column's Spearman rho (or, when that column
+    reads labels, the first label-free objective's) exclude 0? Empty without an agreement."""
+    name = rk.primary if rk.primary in rk.columns and not rk.columns[rk.primary].uses_labels else \
+        next(iter(rk.objectives), "")
+    ag = rk.agreement.get(name)
+    if not ag:
+        return ""
+    sp = ag["spearman"]
+    v, lo, hi = sp["value"], sp["ci_low"], sp["ci_high"]
+    head = f"{name} (label-free) against {rk.reference_name}: Spearman rho {fmt_corr(sp)} over {ag['n']} candidates"
+    if v is None or not math.isfinite(v) or lo is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{head}: no interval, so this run cannot tell its ranking from chance"
+    if lo > 0 or hi < 0:
+        return (f"{head}: the interval excludes 0, so the ranking {'agrees' if lo > 0 else 'disagrees'} with "
+                f"{rk.reference_name} beyond chance")
+    return (f"{head}: the interval includes 0, so this run cannot tell its ranking from chance "
+            f"(more candidates, --num-archs, or seeds, --seeds, narrow it)")
+
+
 def print_ranking(rk: Ranking, console: Console) -> None:
-    shown = [n for n in rk.columns if n not in BASELINES][:MAX_TABLE_COLUMNS]
+    # the trained-network scores are in the agreement table (and ranking.json), not in this one
+    shown = [n for n in rk.columns if n not in BASELINES and (rk.columns[n].kind != "trained" or n == rk.primary)]
+    shown = shown[:MAX_TABLE_COLUMNS]
     t = Table(title=f"ranking (best {rk.primary or 'reference'} first)")
     t.add_column("#", justify="right")
     t.add_column("arch_id")
@@ -92,6 +114,9 @@ def print_ranking(rk: Ranking, console: Console) -> None:
         last = {name: ag.get("n_nonfinite", 0) for name, ag in rk.agreement.items() if ag.get("n_nonfinite")}
         for name, k in last.items():
             console.print(f"{name}: {k} candidate(s) with a non-finite value, ranked last (tied)")
+        verdict = chance_verdict(rk)
+        if verdict:
+            console.print(verdict, markup=False)
         best = next(iter(rk.agreement.values()), {}).get("best_reference")
         if best is not None and math.isfinite(best):
             console.print(f"best {rk.reference_name} accuracy in the population: {100 * best:.1f}")

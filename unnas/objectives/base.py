@@ -10,6 +10,8 @@ An objective is an ``nn.Module`` that owns the backbone plus its own heads. It i
 * ``after_step()`` runs after each optimizer step (MoCo's momentum update).
 * ``heldout_score(split, batch_size, seed, device)`` (optional) is the label-free held-out score
   that ranks candidates when the objective's own accuracy is not it (MoCo: view retrieval).
+* ``positive_pair(images, generator)`` is two augmented views of the same images, as the backbone
+  sees them (the positive pairs of the alignment score, :mod:`unnas.eval.trained`).
 * ``eval_input(images)`` is the float tensor the backbone sees for feature extraction;
   ``train_input(images, generator)`` the one it sees in training (used for precise BN).
 * ``input_channels(data_channels)`` (class method) is the channel count the backbone must be
@@ -125,6 +127,11 @@ class Objective(nn.Module):
 
     def train_input(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return self.normalize(self.augment(images, generator))
+
+    def positive_pair(self, images: torch.Tensor, generator: torch.Generator | None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two independently augmented views of ``images`` (:meth:`augment`, then :meth:`eval_input`)."""
+        return self.eval_input(self.augment(images, generator)), self.eval_input(self.augment(images, generator))
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features for evaluation (kNN, probes)."""
