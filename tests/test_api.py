@@ -17,7 +17,8 @@ def test_import_unnas_is_cheap_and_exports_the_api(tmp_path):
     code = "import sys, unnas; print(sorted(unnas.__all__)); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert out.stdout.splitlines()[-1] == "False", out.stderr[-2000:]
-    for name in ("sample", "score", "rank", "load_run", "load_reference", "agreement", "Run", "__version__"):
+    for name in ("sample_population", "score", "rank_population", "load_run", "load_reference", "agreement", "Run",
+                 "__version__"):
         assert name in unnas.__all__
         assert name == "__version__" or (getattr(unnas, name).__doc__ or "").strip()
 
@@ -42,6 +43,19 @@ def test_agreement_of_a_hand_computed_ranking():
 
 
 def test_sample_draws_distinct_specs_reproducibly():
-    first = unnas.sample("nb201", n=5, seed=3)
+    first = unnas.sample_population("nb201", n=5, seed=3)
     assert len({s.arch_id for s in first}) == 5
-    assert [s.arch_id for s in unnas.sample("nb201", n=5, seed=3)] == [s.arch_id for s in first]
+    assert [s.arch_id for s in unnas.sample_population("nb201", n=5, seed=3)] == [s.arch_id for s in first]
+
+
+def test_no_api_name_is_hidden_by_importing_a_module_of_the_package():
+    """``import unnas.rank`` binds the module to ``unnas.rank``: an API function of that name would
+    vanish once any code imported the command's module (as ``unnas rank`` and the docs do)."""
+    import importlib
+    import pkgutil
+
+    modules = {m.name for m in pkgutil.iter_modules(unnas.__path__)}
+    assert not modules & set(unnas.__all__)
+    for name in ("unnas.rank", "unnas.sample", "unnas.cli"):
+        importlib.import_module(name)
+    assert all(callable(getattr(unnas, f)) for f in ("sample_population", "rank_population", "score", "load_run"))

@@ -111,8 +111,8 @@ def test_config_loads_and_validates_for_its_command(path):
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_readme_lists_the_config(path):
-    assert f"configs/{path.name}" in (ROOT / "README.md").read_text()
+def test_the_configs_page_lists_the_config(path):
+    assert f"configs/{path.name}" in (ROOT / "docs" / "configs.md").read_text()
 
 
 def test_demo_config_is_the_make_demo_run():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from unnas.api import Run, agreement, load_reference, load_run, rank, sample, score
+from unnas.api import Run, agreement, load_reference, load_run, rank_population, sample_population, score
 from unnas.errors import UserError
 
 try:
@@ -22,4 +22,7 @@ try:
 except _metadata.PackageNotFoundError:  # a source tree that was not installed
     __version__ = "0+unknown"
 
-__all__ = ["Run", "UserError", "__version__", "agreement", "load_reference", "load_run", "rank", "sample", "score"]
+# The functions are not named after the package's modules (unnas.rank, unnas.sample): importing
+# such a module would rebind the package attribute and hide the function.
+__all__ = ["Run", "UserError", "__version__", "agreement", "load_reference", "load_run", "rank_population",
+           "sample_population", "score"]

@@ -36,7 +36,7 @@ class Run:
         return [row.get(name, float("nan")) for row in self.table]
 
 
-def sample(generator: str, n: int = 8, seed: int = 0, params: dict | None = None, *, image_size: int = 32,
+def sample_population(generator: str, n: int = 8, seed: int = 0, params: dict | None = None, *, image_size: int = 32,
            in_channels: int = 3, **options: Any) -> list:
     """``n`` distinct :class:`~unnas.spec.ArchSpec` of ``generator`` drawn with population seed ``seed``
     (``options``: ``params_range``, ``flops_range``, ``vary``, ``max_draws``, ``frames``)."""
@@ -72,7 +72,7 @@ def _sections(options: dict) -> dict:
     return base
 
 
-def rank(config: str | Path | None = None, overrides: Sequence[str] = (), *, quiet: bool = True,
+def rank_population(config: str | Path | None = None, overrides: Sequence[str] = (), *, quiet: bool = True,
          **options: Any) -> Run:
     """Run (or resume) a ranking run and return it as a :class:`Run`.
 
@@ -87,7 +87,7 @@ def rank(config: str | Path | None = None, overrides: Sequence[str] = (), *, qui
     cfg = config_mod.load(config, list(overrides), base=_sections(options))
     status, run_dir = rank_run(cfg, quiet=quiet)
     if status != 0:
-        raise KeyboardInterrupt(f"ranking run {run_dir} interrupted; call rank() again to resume")
+        raise KeyboardInterrupt(f"ranking run {run_dir} interrupted; call rank_population() again to resume")
     return load_run(run_dir)
 
 
@@ -97,7 +97,7 @@ def score(generator: str, proxies: Iterable[str] | str = ("synflow",), *, n: int
     labels are read): a ranking run with no objective and no supervised jobs."""
     names = proxies if isinstance(proxies, str) else ",".join(proxies)
     options = {"pretext": "none", "supervised": False, **options}
-    return rank(generator=generator, proxies=names, num_archs=n, seed=seed, **options)
+    return rank_population(generator=generator, proxies=names, num_archs=n, seed=seed, **options)
 
 
 def load_run(path: str | Path, *, n_boot: int = 1000, seed: int = 0) -> Run:

@@ -58,7 +58,7 @@ def test_empty_complexity_range_is_one_clear_error(tmp_path, capsys):
     args = ["--runs-dir", str(tmp_path), "--generator", "resnet", *FAST]
     assert main([*args, "--max-params", "10"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--num-archs" in err and "params" in err
+    assert len(err.splitlines()) == 1 and "--max-params" in err and "params" in err
     assert not list(tmp_path.rglob("store.sqlite"))
     with pytest.raises(SystemExit) as e:
         main([*args, "--max-flops", "lots"])
