@@ -44,16 +44,26 @@ SHADOWS = {"eval.py": "raise SystemExit('SHADOWED-eval')\n",
            "pretext.py": "raise SystemExit('SHADOWED-pretext')\n"}
 
 
-@pytest.mark.parametrize("module", ["unnas.rank", "unnas.search", "unnas.sample", "unnas.longtail", "unnas.report"])
-def test_commands_run_from_a_folder_with_modules_named_like_ours(tmp_path, module):
+MODULES = ["unnas.rank", "unnas.search", "unnas.sample", "unnas.longtail", "unnas.report", "unnas.findings"]
+
+
+def test_commands_run_from_a_folder_with_modules_named_like_ours(tmp_path):
+    """Every ``python -m unnas.X --help`` in one process (which imports every component module first)."""
     for name, text in SHADOWS.items():
         (tmp_path / name).write_text(text)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    code = ("import runpy, sys; sys.argv = [%r, '--help']; "
-            "import unnas.registry as r; r.load_all(); runpy.run_module(%r, run_name='__main__')") % (module, module)
+    code = ("import runpy, sys\nimport unnas.registry as r\nr.load_all()\n"
+            "for m in %r:\n"
+            "    sys.argv = [m, '--help']\n"
+            "    try:\n"
+            "        runpy.run_module(m, run_name='__main__', alter_sys=True)\n"
+            "    except SystemExit as e:\n"
+            "        assert e.code in (0, None), (m, e.code)\n"
+            "    print('DONE', m)\n") % (MODULES,)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "usage" in proc.stdout.lower()
+    assert [line for line in proc.stdout.splitlines() if line.startswith("DONE")] == [f"DONE {m}" for m in MODULES]
+    assert proc.stdout.lower().count("usage:") == len(MODULES)
     assert "SHADOWED" not in proc.stdout + proc.stderr
 
 
@@ -64,7 +74,8 @@ def _unnas_command() -> list[str]:
 
 
 @pytest.mark.parametrize("argv", [["rank", "--help"], ["search", "--help"], ["sample", "--help"],
-                                  ["longtail", "--help"], ["report", "--help"], ["list", "proxies"], ["--version"]])
+                                  ["longtail", "--help"], ["report", "--help"], ["findings", "--help"],
+                                  ["list", "proxies"], ["--version"]])
 def test_unnas_subcommands_run_from_a_folder_with_modules_named_like_ours(tmp_path, argv):
     for name, text in SHADOWS.items():
         (tmp_path / name).write_text(text)
