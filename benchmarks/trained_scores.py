@@ -3,7 +3,7 @@ FLOPs) with its reference table, from whatever jobs the run has finished; prints
 
     python benchmarks/fidelity.py --master-seed 0 --num-archs 20 -- --pretext rotation --params width=0.5 \\
         --epochs 1 data.subset_per_class=100 data.test_subset=1000 --executor local
-    python benchmarks/trained_scores.py runs/fidelity/macro-seed0-XXXXXX
+    python benchmarks/trained_scores.py runs/fidelity/macro-seed0-43a039   # the run folder fidelity.py printed
 
 Per column: Spearman rho with its 95% bootstrap CI, the table accuracy of the top-1 pick and the
 mean over the top-5 picks, and ``n`` (candidates with a value). The run's job CPU hours (the

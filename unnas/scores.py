@@ -36,7 +36,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from unnas.eval.correlation import aggregate_seeds, agreement
+from unnas.eval.correlation import agreement
+from unnas.eval.seeds import aggregate_seeds
 from unnas.jobs import PROBE_METRICS
 from unnas.runner import SUPERVISED
 from unnas.store import JobRow

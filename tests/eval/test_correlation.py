@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from scipy import stats
 from unnas.eval.correlation import (
-    aggregate_seeds,
     agreement,
     pairwise_accuracy,
     resolve_k,
     top_k_indices,
 )
 from unnas.eval.random_experiment import _best_of_m_weights, random_experiment
+from unnas.eval.seeds import aggregate_seeds
 
 # fixed vectors with ties on both sides
 SCORE = np.array([0.3, 1.2, 1.2, -0.5, 2.0, 0.3, 0.9, 3.1, 0.0, 1.2])

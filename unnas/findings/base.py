@@ -8,6 +8,7 @@ rerunning a finding reruns the same commands, which skip every job already in th
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import csv
 import json
@@ -36,7 +37,7 @@ class Verdict:
     reason: str
 
 
-class Finding:
+class Finding(abc.ABC):
     """One headline claim of a paper. Subclasses set the class attributes and implement
     :meth:`run` (numbers from the product's commands), :meth:`verdict` (a comparison of those
     numbers) and :meth:`figure` (one PNG)."""
@@ -47,14 +48,17 @@ class Finding:
     claim = ""
     budgets: Mapping[str, Mapping[str, Any]] = {}
 
+    @abc.abstractmethod
     def run(self, ctx: "Context", b: Mapping[str, Any]) -> dict:
-        raise NotImplementedError
+        """The finding's numbers, from the product's commands at budget ``b``."""
 
+    @abc.abstractmethod
     def verdict(self, numbers: Mapping[str, Any]) -> Verdict:
-        raise NotImplementedError
+        """reproduced / partly / not at this scale, from a comparison of ``numbers``."""
 
+    @abc.abstractmethod
     def figure(self, numbers: Mapping[str, Any], path: Path) -> None:
-        raise NotImplementedError
+        """Draw the finding's PNG at ``path``."""
 
 
 @dataclass
