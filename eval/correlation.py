@@ -6,7 +6,9 @@ passed to :func:`json.dumps` directly.  For both vectors *higher is better*;
 negate an error before passing it.
 
 Candidates whose score or reference is missing (``None``, NaN or +-inf, e.g.
-a failed training run) are dropped pairwise and counted in ``n_dropped``.
+a failed training run) are dropped pairwise and counted in ``n_dropped``,
+except a score of ``-inf`` (a value that could not be computed), which ranks
+last and is counted in ``n_nonfinite``.
 """
 
 from __future__ import annotations
