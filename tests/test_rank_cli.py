@@ -89,7 +89,8 @@ def test_tiny_run_end_to_end_then_rerun_skips_everything(tmp_path):
 
 def test_sigkill_midway_then_resume_loses_and_repeats_nothing(tmp_path):
     db = tmp_path / "r" / "store.sqlite"
-    p = _run(tmp_path, "--num-archs", "3", start_new_session=True)
+    # 8 steps a job (TINY's 2 let all six jobs commit between two polls on a fast machine)
+    p = _run(tmp_path, "--num-archs", "3", "--steps", "8", start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and len(_rows(db)) < 2:
         time.sleep(0.2)
@@ -97,7 +98,7 @@ def test_sigkill_midway_then_resume_loses_and_repeats_nothing(tmp_path):
     p.communicate()
     before = {j: (s, t) for j, s, t in _rows(db)}
     assert 2 <= len(before) < 6, "the kill must land midway"
-    p = _run(tmp_path, "--num-archs", "3")
+    p = _run(tmp_path, "--num-archs", "3", "--steps", "8")
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, out
     after = {j: (s, t) for j, s, t in _rows(db)}
