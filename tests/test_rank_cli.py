@@ -88,12 +88,13 @@ def test_tiny_run_end_to_end_then_rerun_skips_everything(tmp_path):
 
 
 def test_sigkill_midway_then_resume_loses_and_repeats_nothing(tmp_path):
-    # The kill must land while jobs are still to run; the driver may commit several finished jobs
-    # at once, so a kill that comes too late is tried again in a fresh folder (at most 4 times).
+    # The kill must land while jobs are still to run. Each worker's first job pays the start-up
+    # (about 3 s) and later ones only their steps, so a job gets 60 steps (about 0.5 s) to leave the
+    # 0.2 s poll room; a kill that still comes too late is tried again in a fresh folder.
     for attempt in range(4):
         runs = tmp_path / f"try{attempt}"
         db = runs / "r" / "store.sqlite"
-        p = _run(runs, "--num-archs", "3", "--steps", "8", start_new_session=True)
+        p = _run(runs, "--num-archs", "3", "--steps", "60", start_new_session=True)
         deadline = time.time() + 300
         while time.time() < deadline and len(_rows(db)) < 2:
             time.sleep(0.2)
@@ -104,7 +105,7 @@ def test_sigkill_midway_then_resume_loses_and_repeats_nothing(tmp_path):
             break
     assert 2 <= len(before) < 6, "the kill must land midway"
     tmp_path = runs
-    p = _run(tmp_path, "--num-archs", "3", "--steps", "8")
+    p = _run(tmp_path, "--num-archs", "3", "--steps", "60")
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, out
     after = {j: (s, t) for j, s, t in _rows(db)}
