@@ -82,3 +82,33 @@ def test_readme_python_example_runs(code, tmp_path):
 @pytest.mark.parametrize("source,code", [b for b in runnable_blocks() if b[0] != "README.md"])
 def test_docs_python_example_runs(source, code, tmp_path):
     _run(code, tmp_path)
+
+
+def _design_layout() -> tuple[list[str], str]:
+    """The paths the architecture page's layout block names (first column), and the block."""
+    text = (ROOT / "docs" / "design.md").read_text()
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    paths, parent = [], ""
+    for line in block.splitlines()[1:]:
+        indent = len(line) - len(line.lstrip())
+        names = [n.strip() for n in line.strip().split("  ")[0].split(",")]
+        if line.strip() and indent == 0:
+            parent = names[0]
+            paths.append(parent)
+        elif line.strip() and indent == 2:  # deeper lines continue a description
+            paths += [parent + n for n in names]
+    return paths, block
+
+
+def test_architecture_layout_names_only_paths_that_exist():
+    paths, _ = _design_layout()
+    assert len(paths) > 40
+    assert [p for p in paths if not (ROOT / p).exists()] == []
+
+
+def test_architecture_layout_names_every_module_of_the_unnas_package():
+    _, block = _design_layout()
+    modules = [p.name for p in (ROOT / "unnas").iterdir()
+               if (p.suffix == ".py" or (p / "__init__.py").is_file())]
+    missing = [m for m in modules if m not in block and m + "/" not in block]
+    assert missing == []
