@@ -136,3 +136,13 @@ def test_proxy_first_rung_trains_nothing_and_ranks_by_the_proxy(tmp_path):
     ens = (rankdata([rot[a] for a in survivors]) + rankdata([prox[a] for a in survivors])) / 2
     assert {o.spec.arch_id: o.score for o in history[1]} == pytest.approx(dict(zip(survivors, ens)))
     assert all(math.isfinite(o.score) for o in flatten(history))
+
+
+def test_a_round_runs_candidate_by_candidate(tmp_path):
+    """Every job of a candidate (its objectives, its reference, its proxies) before the next one's."""
+    cfg = _cfg(tmp_path, "run.pretext=rotation,jigsaw", "run.supervised=true", "run.proxies=naswot")
+    specs = _specs(3)
+    runner, jobs = _runner(tmp_path, cfg, lambda a, o, stop: _uniform(a, o))
+    runner([Proposal(s) for s in specs])
+    assert [j.spec.arch_id for j in jobs.ran] == [s.arch_id for s in specs for _ in range(4)]
+    assert [j.objective for j in jobs.ran[:4]] == ["rotation", "jigsaw", "supervised", "naswot"]

@@ -93,3 +93,15 @@ def test_ray_gives_the_same_results_as_local_and_pool(tmp_path):
     assert len(local) == 6 and all(s == "done" for s, _ in local.values())
     assert stored_results(tmp_path / "pool" / "store.sqlite") == local
     assert stored_results(tmp_path / "ray" / "store.sqlite") == local
+
+
+def test_jobs_are_planned_candidate_by_candidate():
+    # A run stopped halfway then holds whole candidates: each with its scores and its reference.
+    cfg = cfg_with("run.pretext=rotation,jigsaw", "run.seeds=2", "run.proxies=synflow")
+    specs = [ArchSpec("resnet", {"depths": [1, 1, 1], "width": 8}, i) for i in range(3)]
+    jobs = plan_jobs(cfg, specs)
+    per = 2 * 4  # seeds x (rotation, jigsaw, supervised, synflow)
+    assert len(jobs) == 3 * per
+    assert [j.spec.seed for j in jobs] == [i for i in range(3) for _ in range(per)]
+    assert [(j.seed, j.objective) for j in jobs[:per]] == [
+        (s, o) for s in range(2) for o in ("rotation", "jigsaw", "supervised", "synflow")]

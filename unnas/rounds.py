@@ -116,7 +116,10 @@ class RoundRunner:
         if new:  # once per candidate: the supervised reference and the proxies
             jobs += [j for j in plan_jobs(self.cfg, new, proxies=True) if j.objective not in pretexts]
             self.seen.update(s.arch_id for s in new)
-        return jobs
+        position = {}
+        for p in proposals:
+            position.setdefault(p.spec.arch_id, len(position))
+        return sorted(jobs, key=lambda j: position[j.spec.arch_id])  # candidate by candidate (stable)
 
     def __call__(self, proposals: list[Proposal]) -> list[Observation]:
         jobs = self.plan(proposals)

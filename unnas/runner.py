@@ -149,17 +149,17 @@ def objectives_of(cfg: Config) -> list[str]:
 def plan_jobs(cfg: Config, specs: list[ArchSpec], objectives: list[str] | None = None, stop: int = 0,
               proxies: bool = True) -> list[Job]:
     """Jobs for every spec x seed: one per training objective (``objectives``, default all of the
-    run's), trained up to epoch ``stop`` (0 = the whole schedule), and one per proxy."""
+    run's), trained up to epoch ``stop`` (0 = the whole schedule), and one per proxy.
+
+    Candidate by candidate (every objective and seed of the first spec, then the next), so that a
+    run stopped halfway holds whole candidates, each with its label-free scores and its reference.
+    """
     names = list(objectives_of(cfg) if objectives is None else objectives)
     if proxies:
         names += proxies_of(cfg)
-    jobs = []
-    for obj in names:
-        key = config_key(cfg, obj)
-        for spec in specs:
-            for seed in range(cfg.run.seeds):
-                jobs.append(Job(spec, obj, seed, key, stop if job_kind(obj) == "train" else 0))
-    return jobs
+    keys = {obj: config_key(cfg, obj) for obj in names}
+    return [Job(spec, obj, seed, keys[obj], stop if job_kind(obj) == "train" else 0)
+            for spec in specs for seed in range(cfg.run.seeds) for obj in names]
 
 
 EXECUTORS = ("auto", "local", "pool", "ray")
