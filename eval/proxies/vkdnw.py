@@ -42,6 +42,7 @@ prediction ``p_n`` in closed form (no label is drawn or read). No loss.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -131,7 +132,9 @@ def func_jacobians(net: nn.Module, inputs: torch.Tensor, chosen: list[tuple[str,
             full[k] = params[k].flatten().index_put((where[k],), v).reshape(params[k].shape)
         return functional_call(net, (full, buffers), (image.unsqueeze(0),)).squeeze(0)
 
-    jac = vmap(jacrev(logits), in_dims=(None, 0))(theta, inputs)
+    with warnings.catch_warnings():  # torch.func's note that some layers lack a batching rule
+        warnings.filterwarnings("ignore", message="There is a performance drop", category=UserWarning)
+        jac = vmap(jacrev(logits), in_dims=(None, 0))(theta, inputs)
     return torch.cat([jac[k].flatten(2) for k, _ in chosen], dim=2)
 
 
