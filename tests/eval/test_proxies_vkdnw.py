@@ -159,3 +159,35 @@ def test_the_papers_aggregation_is_a_logrank_ensemble_of_registered_proxies():
     agg = parse("logrank:vkdnw_single,jacob_cov,az_expressivity,az_trainability,flops")
     assert agg.rule == "logrank" and all(p in PROXIES for p in agg)
     assert not any(PROXIES.meta(p)["needs_loss"] for p in agg)
+
+
+def test_ensemble_benchmark_by_hand(tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("proxy_ensembles", root / "benchmarks" / "proxy_ensembles.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    archs = ["00000012", "01201201", "12012100", "22222222"]
+    x, y, v = [1.0, 2.0, 3.0, 4.0], [2.0, 1.0, 4.0, 3.0], [0.5, 0.4, 0.3, 0.2]
+    lines = [json.dumps({"arch": a, "values": {"x": None, "vkdnw": v[i]}}) for i, a in enumerate(archs)]
+    lines += [json.dumps({"arch": a, "values": {"jacob_cov": x[i], "meco": y[i]}}) for i, a in enumerate(archs)]
+    (tmp_path / "runs.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "table.json").write_text(json.dumps({a: {"mean_acc": 0.1 * (i + 1)} for i, a in enumerate(archs)}))
+    argv = ["--out", str(tmp_path / "runs.jsonl"), "--table", str(tmp_path / "table.json"),
+            "--ensemble", "logrank:jacob_cov,meco", "--ensemble", "mean:vkdnw,vkdnw_single"]
+    assert mod.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    cols = out["columns"]
+    # log(x/4) + log(y/4) = log(xy/16), xy = 2, 2, 12, 12: ranks 1.5, 1.5, 3.5, 3.5 against 1..4;
+    # tau-b: 4 concordant pairs, none discordant, 2 of the 6 pairs tied in the ensemble: 4 / sqrt(4 * 6)
+    assert cols["ensemble[logrank](jacob_cov+meco)"] == {"spearman": round(4 / math.sqrt(20), 4),
+                                                         "kendall": round(4 / math.sqrt(4 * 6), 4), "n": 4}
+    assert cols["jacob_cov"]["spearman"] == 1.0 and cols["vkdnw"]["spearman"] == -1.0
+    tensors = [len(list(build(ArchSpec("macro", {"arch": a, "width": 1.0}), 3).parameters())) + 2 for a in archs]
+    single = [vi + t for vi, t in zip(v, tensors)]
+    expected = mod.agreement(np.array(single), np.array([0.1, 0.2, 0.3, 0.4]))
+    assert cols["vkdnw_single"] == expected and out["networks"] == 4
+    assert mod.main(["--out", str(tmp_path / "none.jsonl"), "--ensemble", "x,y"]) == 2
