@@ -230,7 +230,7 @@ def covariance_factor(p: torch.Tensor) -> torch.Tensor:
     d = (p * q / q_prev).sqrt()
     ratio = torch.where(q > 0, d / q.clamp_min(torch.finfo(q.dtype).tiny), torch.zeros_like(q))
     lower = torch.tril(torch.ones(k, k, dtype=torch.bool, device=p.device), diagonal=-1)
-    return torch.where(lower, -p.unsqueeze(2) * ratio.unsqueeze(1), torch.zeros((), dtype=p.dtype)) + torch.diag_embed(d)
+    return torch.where(lower, -p.unsqueeze(2) * ratio.unsqueeze(1), 0.0) + torch.diag_embed(d)
 
 
 def fisher_matrix(jac: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
