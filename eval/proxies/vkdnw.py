@@ -28,7 +28,7 @@ As in the authors' NAS-Bench-201 code (``compute_vkdnw_score.py``):
 * ``vkdnw``: the entropy ``-sum t log(t + 1e-10)`` (the paper's Eq. 11): high when the deciles are
   balanced (the weights are about equally hard to estimate).
 * ``vkdnw_single``: ``N + vkdnw`` (Eq. 12), ``N`` the number of parameter tensors of the classifier
-  network (the code's ``vkdnw_dim``), so networks are ordered by their number of trainable tensors first.
+  network (the code's ``vkdnw_dim``); the count dominates, as the entropy is at most ``log 9`` = 2.2.
 
 ``VKDNW_agg``, the paper's headline ranking (NAS-Bench-201 CIFAR-10 rho 0.919), is the ``logrank``
 ensemble ``sum log(rank / N)`` of ``vkdnw_single``, ``jacob_cov``, ``az_expressivity``,
