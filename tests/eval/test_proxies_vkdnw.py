@@ -173,7 +173,8 @@ def test_ensemble_benchmark_by_hand(tmp_path, capsys):
     archs = ["00000012", "01201201", "12012100", "22222222"]
     x, y, v = [1.0, 2.0, 3.0, 4.0], [2.0, 1.0, 4.0, 3.0], [0.5, 0.4, 0.3, 0.2]
     lines = [json.dumps({"arch": a, "values": {"x": None, "vkdnw": v[i]}}) for i, a in enumerate(archs)]
-    lines += [json.dumps({"arch": a, "values": {"jacob_cov": x[i], "meco": y[i]}}) for i, a in enumerate(archs)]
+    lines += [json.dumps({"arch": a, "values": {"jacob_cov": x[i], "meco": y[i]}, "seconds": {"jacob_cov": i + 1.0}})
+              for i, a in enumerate(archs)]
     (tmp_path / "runs.jsonl").write_text("\n".join(lines) + "\n")
     (tmp_path / "table.json").write_text(json.dumps({a: {"mean_acc": 0.1 * (i + 1)} for i, a in enumerate(archs)}))
     argv = ["--out", str(tmp_path / "runs.jsonl"), "--table", str(tmp_path / "table.json"),
@@ -185,7 +186,8 @@ def test_ensemble_benchmark_by_hand(tmp_path, capsys):
     # tau-b: 4 concordant pairs, none discordant, 2 of the 6 pairs tied in the ensemble: 4 / sqrt(4 * 6)
     assert cols["ensemble[logrank](jacob_cov+meco)"] == {"spearman": round(4 / math.sqrt(20), 4),
                                                          "kendall": round(4 / math.sqrt(4 * 6), 4), "n": 4}
-    assert cols["jacob_cov"]["spearman"] == 1.0 and cols["vkdnw"]["spearman"] == -1.0
+    assert cols["jacob_cov"] == {"spearman": 1.0, "kendall": 1.0, "n": 4, "s_per_network_median": 2.5}
+    assert cols["vkdnw"]["spearman"] == -1.0 and cols["x"] == {"n": 0}
     tensors = [len(list(build(ArchSpec("macro", {"arch": a, "width": 1.0}), 3).parameters())) + 2 for a in archs]
     single = [vi + t for vi, t in zip(v, tensors)]
     expected = mod.agreement(np.array(single), np.array([0.1, 0.2, 0.3, 0.4]))
