@@ -60,6 +60,8 @@ PROXIES = {
     "swap": "SWAP-Score: distinct sample-wise activation patterns",
     "swap_reg": "SWAP-Score regularised by model size",
     "synflow": "SynFlow: synaptic saliency with all-ones input, no data",
+    "vkdnw": "VKDNW: entropy of the deciles of the weights' Fisher information spectrum",
+    "vkdnw_single": "VKDNW plus the number of parameter tensors (the paper's single-proxy ranking)",
     "zen": "Zen-score: log of the feature-map response to Gaussian input perturbations, with BN scaling",
     "zico": "ZiCo: mean over standard deviation of the gradients (needs a loss)",
 }

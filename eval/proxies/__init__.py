@@ -2,8 +2,9 @@
 
 Importing this package registers every proxy (``unnas.registry.load_all`` imports its modules):
 ``synflow``, ``naswot``, ``jacob_cov``, ``swap``, ``swap_reg``, ``zico``, ``grad_norm``, ``snip``,
-``grasp``, ``fisher``, ``params``, ``flops``, ``meco``, ``zen`` and AZ-NAS's ``az_expressivity``,
-``az_progressivity``, ``az_trainability``. The contract is in :mod:`unnas.eval.proxies.base`.
+``grasp``, ``fisher``, ``params``, ``flops``, ``meco``, ``zen``, AZ-NAS's ``az_expressivity``,
+``az_progressivity``, ``az_trainability`` and VKDNW's ``vkdnw``, ``vkdnw_single``.
+The contract is in :mod:`unnas.eval.proxies.base`.
 """
 
 from unnas.eval.proxies.base import NonFiniteProxy, ProxyInput, check_options, compute_proxy, images_needed, scaled

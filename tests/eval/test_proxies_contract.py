@@ -23,9 +23,10 @@ SMALL = {"naswot": {"batch_size": 4}, "jacob_cov": {"batch_size": 4}, "swap": {"
          "swap_reg": {"batch_size": 4, "repeats": 2, "mu": 10.0, "sigma": 100.0}, "zico": {"batch_size": 2, "batches": 2},
          "grad_norm": {"batch_size": 4}, "snip": {"batch_size": 4}, "grasp": {"batch_size": 4}, "fisher": {"batch_size": 4},
          "az_expressivity": {"batch_size": 8}, "az_progressivity": {"batch_size": 8}, "az_trainability": {"batch_size": 8},
-         "meco": {"image_size": 32}, "zen": {"batch_size": 2, "repeats": 2}}
+         "meco": {"image_size": 32}, "zen": {"batch_size": 2, "repeats": 2}, "vkdnw": {"batch_size": 4},
+         "vkdnw_single": {"batch_size": 4}}
 NAMES = ["az_expressivity", "az_progressivity", "az_trainability", "fisher", "flops", "grad_norm", "grasp", "jacob_cov",
-         "meco", "naswot", "params", "snip", "swap", "swap_reg", "synflow", "zen", "zico"]
+         "meco", "naswot", "params", "snip", "swap", "swap_reg", "synflow", "vkdnw", "vkdnw_single", "zen", "zico"]
 
 
 def macro_input(objective: str = "rotation", generator: str = "macro", params=None, seed: int = 0) -> ProxyInput:
