@@ -136,11 +136,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--table", default=str(TABLE))
     p.add_argument("--out", default="", help="JSON lines of finished networks (default runs/proxies-macro-s<seed>.jsonl)")
     p.add_argument("--workers", type=int, default=1, help="processes, one intra-op thread each")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads per process")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads per process (speed mode: 1 = CPU seconds)")
+    p.add_argument("--speed", action="store_true",
+                   help="speed mode: seconds per network against the arithmetic bound and the authors' code")
+    p.add_argument("--authors-dir", default="", help="speed mode: folder with the authors' repositories")
+    p.add_argument("--nb201", type=int, default=3, help="speed mode: NAS-Bench-201 cells (C=16, N=5)")
+    p.add_argument("--macro", type=int, default=2, help="speed mode: NAS-Bench-Macro networks (width 1)")
+    p.add_argument("--repeats", type=int, default=2, help="speed mode: timed runs per proxy (the best counts)")
     a = p.parse_args(argv)
     proxies = PROXIES.names() if a.proxies == "all" else a.proxies.split(",")
     for name in proxies:
         PROXIES.get(name)
+    if a.speed:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _proxy_speed import main as speed_main
+
+        return speed_main(a, proxies)
     table = json.loads(Path(a.table).read_text())
     rng = np.random.default_rng(a.seed)
     archs = [from_index(int(i)) for i in rng.choice(N_ARCHS, size=a.n, replace=False)]

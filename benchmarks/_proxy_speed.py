@@ -1,0 +1,191 @@
+"""The speed half of ``benchmarks/proxies.py --speed``: every proxy's seconds per network against the
+arithmetic it does, and against the authors' code on the same networks.
+
+* **Arithmetic**: the proxy runs once under :class:`FlopsByDtype` (``torch.utils.flop_counter``
+  with ``_step``'s grouped-convolution-correct backward), which counts the convolutions and matrix
+  products it executes, forward and backward, per dtype (synflow runs in float64).
+* **Peak**: the best FLOP/s of matrix products (``_step.matmul_peak``) per dtype with the same
+  threads and clock, measured before and after the proxies (the better of the two).
+* **Bound** = FLOPs / peak, summed over dtypes: what the proxy would take if every product ran at
+  the peak and nothing else cost anything. **Fraction** = bound / seconds (1 is the roof).
+* Seconds are CPU seconds of one thread by default (``--threads 1``: other work on the machine
+  barely moves them), the best of ``--repeats`` runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from _step import PEAK_SHAPES, _conv_backward_flops, matmul_peak
+from torch.utils.flop_counter import FlopCounterMode
+from unnas.eval.proxies import ProxyInput, compute_proxy
+
+from unnas.generators import macro, nb201
+from unnas.objectives import DataInfo, build_objective
+from unnas.spec import ArchSpec, build
+
+# float64 products reach their best on smaller squares; the float32 ones on _step's shapes
+PEAKS = {"float32": PEAK_SHAPES[:1] + PEAK_SHAPES[2:], "float64": ((1024, 1024, 1024), (2048, 2048, 2048))}
+
+
+class FlopsByDtype(FlopCounterMode):
+    """``FlopCounterMode`` that also splits the count by the dtype of each op's first tensor
+    argument (``by_dtype``), with the grouped-convolution-correct backward of ``_step``."""
+
+    def __init__(self):
+        super().__init__(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops})
+        self.by_dtype: collections.Counter[str] = collections.Counter()
+
+    def _count_flops(self, func_packet, out, args, kwargs):
+        if func_packet in self.flop_registry:
+            first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+            dtype = str(first.dtype).removeprefix("torch.") if first is not None else "float32"
+            self.by_dtype[dtype] += self.flop_registry[func_packet](*args, **kwargs, out_val=out)
+        return super()._count_flops(func_packet, out, args, kwargs)
+
+
+def arithmetic(fn: Callable[[], object]) -> dict[str, int]:
+    """FLOPs per dtype of the products ``fn()`` runs (forward and backward)."""
+    with FlopsByDtype() as counter:
+        fn()
+    return dict(counter.by_dtype)
+
+
+def bound_seconds(flops: dict[str, int], peaks: dict[str, float]) -> float:
+    """Seconds at the peak of each dtype (a dtype without a measured peak counts at float32's)."""
+    return sum(n / peaks.get(dtype, peaks["float32"]) for dtype, n in flops.items())
+
+
+def measure_peaks(clock: Callable[[], float]) -> dict[str, float]:
+    return {name: matmul_peak(getattr(torch, name), shapes, clock=clock) for name, shapes in PEAKS.items()}
+
+
+def networks(seed: int, nb201_count: int, macro_count: int) -> list[ArchSpec]:
+    """NAS-Bench-201 cells at the published size (C=16, N=5) and NAS-Bench-Macro networks at width 1,
+    drawn uniformly with ``numpy.random.default_rng(seed)``."""
+    rng = np.random.default_rng(seed)
+    cells = [nb201.from_index(int(i)) for i in rng.choice(nb201.N_ARCHS, nb201_count, replace=False)]
+    nets = [macro.from_index(int(i)) for i in rng.choice(macro.N_ARCHS, macro_count, replace=False)]
+    return ([ArchSpec("nb201", {"arch": a, "width": 1.0, "cells": 5}) for a in cells]
+            + [ArchSpec("macro", {"arch": a, "width": 1.0}) for a in nets])
+
+
+def proxy_input(spec: ArchSpec, info: DataInfo, images: torch.Tensor, seed: int) -> ProxyInput:
+    torch.manual_seed(seed)
+    obj = build_objective("rotation", build(spec, 3), info)
+    return ProxyInput(obj, images, torch.Generator().manual_seed(seed))
+
+
+def timed(fn: Callable[[], object], repeats: int, clock: Callable[[], float]) -> tuple[object, float]:
+    """The value of ``fn()`` and its best time over ``repeats`` calls."""
+    best, value = float("inf"), None
+    for _ in range(repeats):
+        t = clock()
+        value = fn()
+        best = min(best, clock() - t)
+    return value, best
+
+
+def measure_network(x: ProxyInput, names: list[str], options: dict, authors: dict, repeats: int,
+                    clock: Callable[[], float]) -> dict:
+    """One network: per proxy its FLOPs by dtype, its seconds and, where the authors' code is
+    loaded (``authors``: name -> callable of ``x``), theirs and their value."""
+    out = {}
+    for name in names:
+        run = (lambda n=name: compute_proxy(n, x, options.get(n)))
+        flops = arithmetic(run)
+        value, seconds = timed(run, repeats, clock)
+        row = {"value": value, "seconds": seconds, "flops": flops}
+        if name in authors:
+            theirs, their_s = timed(lambda n=name: authors[n](x), repeats, clock)
+            row.update(authors_value=theirs, authors_seconds=their_s)
+        out[name] = row
+    return out
+
+
+def summarize(per_net: list[dict], names: list[str], peaks: dict[str, float], reasons: dict[str, str]) -> dict:
+    """Per proxy over the networks: median seconds, median bound, the fraction of the bound (median
+    over networks, and total bound / total seconds) and the median ratio ours / authors'."""
+    out = {}
+    for name in names:
+        rows = [r[name] for r in per_net]
+        bounds = [bound_seconds(r["flops"], peaks) for r in rows]
+        secs = [r["seconds"] for r in rows]
+        gflop = [sum(r["flops"].values()) / 1e9 for r in rows]
+        entry = {"s_per_network_median": round(statistics.median(secs), 4),
+                 "gflop_median": round(statistics.median(gflop), 3),
+                 "bound_s_median": round(statistics.median(bounds), 4),
+                 "fraction_of_bound_median": (round(statistics.median(b / s for b, s in zip(bounds, secs)), 3)
+                                              if any(bounds) else None),
+                 "fraction_of_bound_total": round(sum(bounds) / sum(secs), 3) if any(bounds) else None}
+        theirs = [r for r in rows if "authors_seconds" in r]
+        if theirs:
+            entry["authors_s_median"] = round(statistics.median(r["authors_seconds"] for r in theirs), 4)
+            entry["ratio_vs_authors_median"] = round(statistics.median(
+                r["seconds"] / r["authors_seconds"] for r in theirs), 3)
+            entry["authors_rel_diff_max"] = max(rel_diff(r["value"], r["authors_value"]) for r in theirs)
+        else:
+            entry["ratio_vs_authors_median"] = None
+            entry["ratio_reason"] = reasons.get(name, "no authors' code")
+        out[name] = entry
+    return out
+
+
+def rel_diff(ours: float, theirs: float) -> float:
+    if ours == theirs:
+        return 0.0
+    return float(abs(ours - theirs) / max(abs(ours), abs(theirs)))
+
+
+def clock_of(threads: int) -> Callable[[], float]:
+    """CPU seconds with one thread (robust to other work on the machine), wall seconds otherwise."""
+    return time.process_time if threads == 1 else time.perf_counter
+
+
+def main(a, names: list[str]) -> int:
+    """``proxies.py --speed``: one JSON line on stdout, progress on stderr."""
+    import json
+    import os
+    import platform
+    import sys
+
+    from _authors import load_authors
+    from _step import images_and_info
+    from unnas.eval.proxies import images_needed
+    from unnas.eval.proxies.patterns import population_prior
+
+    from unnas.generators.complexity import complexity
+
+    torch.set_num_threads(a.threads)
+    clock = clock_of(a.threads)
+    specs = networks(a.seed, a.nb201, a.macro)
+    sizes = [complexity(s)["params"] for s in specs]
+    options = {"swap_reg": population_prior(sizes * 2 if len(sizes) == 1 else sizes)}
+    need = max(images_needed(n, options.get(n)) for n in names)
+    images, _, info, source = images_and_info(max(need, 256), seed=a.seed)  # labels are not used
+    images = images[:need]
+    authors, reasons = load_authors(a.authors_dir, options)
+    peaks = measure_peaks(clock)
+    per_net = []
+    for k, spec in enumerate(specs):
+        x = proxy_input(spec, info, images, a.seed * 100_000 + k)
+        per_net.append(measure_network(x, names, options, authors, a.repeats, clock))
+        took = sum(r["seconds"] + r.get("authors_seconds", 0) for r in per_net[-1].values())
+        print(f"[{k + 1}/{len(specs)}] {spec.generator} {spec.params['arch']}: {took:.1f} s", file=sys.stderr, flush=True)
+    after = measure_peaks(clock)
+    peaks = {d: max(peaks[d], after[d]) for d in peaks}
+    print(json.dumps({
+        "benchmark": "proxies-speed", "seed": a.seed, "images": source, "threads": a.threads,
+        "clock": "cpu" if clock is time.process_time else "wall", "repeats": a.repeats,
+        "networks": [f"{s.generator}:{s.params['arch']}" for s in specs],
+        "peak_gflop_s": {d: round(v / 1e9, 1) for d, v in peaks.items()},
+        "proxies": summarize(per_net, names, peaks, reasons),
+        "authors_dir": a.authors_dir or None, "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": platform.processor() or platform.machine(),
+        "loadavg_1m": round(os.getloadavg()[0], 2)}))
+    return 0
