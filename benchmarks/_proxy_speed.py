@@ -15,6 +15,7 @@ arithmetic it does, and against the authors' code on the same networks.
 from __future__ import annotations
 
 import collections
+import copy
 import statistics
 import time
 from typing import Callable
@@ -22,7 +23,8 @@ from typing import Callable
 import numpy as np
 import torch
 from _step import PEAK_SHAPES, _conv_backward_flops, matmul_peak
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils import flop_counter
+from torch.utils._python_dispatch import TorchDispatchMode
 from unnas.eval.proxies import ProxyInput, compute_proxy
 
 from unnas.generators import macro, nb201
@@ -33,20 +35,27 @@ from unnas.spec import ArchSpec, build
 PEAKS = {"float32": PEAK_SHAPES[:1] + PEAK_SHAPES[2:], "float64": ((1024, 1024, 1024), (2048, 2048, 2048))}
 
 
-class FlopsByDtype(FlopCounterMode):
-    """``FlopCounterMode`` that also splits the count by the dtype of each op's first tensor
-    argument (``by_dtype``), with the grouped-convolution-correct backward of ``_step``."""
+class FlopsByDtype(TorchDispatchMode):
+    """Counts the FLOPs of the convolutions and matrix products run while active, per dtype of each
+    op's first tensor argument (``by_dtype``): ``torch.utils.flop_counter``'s formulas, with
+    ``_step``'s grouped-convolution-correct backward. Unlike ``FlopCounterMode`` it tracks no
+    modules, so it does not hook the autograd graph (``autograd.grad`` on an input works under it)."""
 
     def __init__(self):
-        super().__init__(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops})
+        super().__init__()
+        self.formulas = {**flop_counter.flop_registry,
+                         torch.ops.aten.convolution_backward: flop_counter.shape_wrapper(_conv_backward_flops)}
         self.by_dtype: collections.Counter[str] = collections.Counter()
 
-    def _count_flops(self, func_packet, out, args, kwargs):
-        if func_packet in self.flop_registry:
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = self.formulas.get(func._overloadpacket)
+        if formula is not None:
             first = next((a for a in args if isinstance(a, torch.Tensor)), None)
             dtype = str(first.dtype).removeprefix("torch.") if first is not None else "float32"
-            self.by_dtype[dtype] += self.flop_registry[func_packet](*args, **kwargs, out_val=out)
-        return super()._count_flops(func_packet, out, args, kwargs)
+            self.by_dtype[dtype] += formula(*args, **kwargs, out_val=out)
+        return out
 
 
 def arithmetic(fn: Callable[[], object]) -> dict[str, int]:
@@ -91,11 +100,31 @@ def timed(fn: Callable[[], object], repeats: int, clock: Callable[[], float]) ->
     return value, best
 
 
+NETWORK_FORWARD = "network_forward"  # not a proxy: the network's own forward pass, what it can reach
+FORWARD_BATCH = 64
+
+
+def forward_row(x: ProxyInput, repeats: int, clock: Callable[[], float]) -> dict:
+    """A bare forward pass of the backbone on ``FORWARD_BATCH`` images (training-mode BatchNorm, no
+    gradient), as the proxies run it: the fraction of the bound the network itself reaches,
+    whatever a proxy does around it (its BatchNorms, poolings and additions are not products)."""
+    net = copy.deepcopy(x.backbone).train()  # the proxies see the network's own BatchNorm statistics
+    inputs = x.inputs(FORWARD_BATCH)
+
+    def run():
+        with torch.no_grad():
+            return net(inputs)
+
+    flops = arithmetic(run)
+    _, seconds = timed(run, repeats, clock)
+    return {"seconds": seconds, "flops": flops}
+
+
 def measure_network(x: ProxyInput, names: list[str], options: dict, authors: dict, repeats: int,
                     clock: Callable[[], float]) -> dict:
     """One network: per proxy its FLOPs by dtype, its seconds and, where the authors' code is
     loaded (``authors``: name -> callable of ``x``), theirs and their value."""
-    out = {}
+    out = {NETWORK_FORWARD: forward_row(x, repeats, clock)}
     for name in names:
         run = (lambda n=name: compute_proxy(n, x, options.get(n)))
         flops = arithmetic(run)
@@ -112,7 +141,7 @@ def summarize(per_net: list[dict], names: list[str], peaks: dict[str, float], re
     """Per proxy over the networks: median seconds, median bound, the fraction of the bound (median
     over networks, and total bound / total seconds) and the median ratio ours / authors'."""
     out = {}
-    for name in names:
+    for name in [NETWORK_FORWARD, *names]:
         rows = [r[name] for r in per_net]
         bounds = [bound_seconds(r["flops"], peaks) for r in rows]
         secs = [r["seconds"] for r in rows]
@@ -124,7 +153,9 @@ def summarize(per_net: list[dict], names: list[str], peaks: dict[str, float], re
                                               if any(bounds) else None),
                  "fraction_of_bound_total": round(sum(bounds) / sum(secs), 3) if any(bounds) else None}
         theirs = [r for r in rows if "authors_seconds" in r]
-        if theirs:
+        if name == NETWORK_FORWARD:
+            pass
+        elif theirs:
             entry["authors_s_median"] = round(statistics.median(r["authors_seconds"] for r in theirs), 4)
             entry["ratio_vs_authors_median"] = round(statistics.median(
                 r["seconds"] / r["authors_seconds"] for r in theirs), 3)
@@ -166,7 +197,7 @@ def main(a, names: list[str]) -> int:
     specs = networks(a.seed, a.nb201, a.macro)
     sizes = [complexity(s)["params"] for s in specs]
     options = {"swap_reg": population_prior(sizes * 2 if len(sizes) == 1 else sizes)}
-    need = max(images_needed(n, options.get(n)) for n in names)
+    need = max(FORWARD_BATCH, *(images_needed(n, options.get(n)) for n in names))
     images, _, info, source = images_and_info(max(need, 256), seed=a.seed)  # labels are not used
     images = images[:need]
     authors, reasons = load_authors(a.authors_dir, options)
