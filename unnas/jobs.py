@@ -27,6 +27,7 @@ same for every candidate.
 
 from __future__ import annotations
 
+import collections
 import math
 import time
 
@@ -137,6 +138,23 @@ def proxy_batch(data, n: int, seed: int) -> torch.Tensor:
     return data.train.images[torch.randperm(len(data.train), generator=gen)[:n]]
 
 
+MEMO_NETWORKS = 4096  # candidates whose shared proxy results a job process keeps (a few floats each)
+_MEMOS: collections.OrderedDict[tuple, dict] = collections.OrderedDict()
+
+
+def proxy_memo(spec, cfg: Config, seed: int, device: torch.device) -> dict:
+    """The dict of results that the proxy jobs of one candidate share in this process
+    (:func:`unnas.eval.proxies.base.shared`): one per spec, seed, label-free loss, data and device, the
+    least recently used dropped past :data:`MEMO_NETWORKS`."""
+    loss = cfg.proxy.loss
+    key = (spec.to_json(), int(seed), loss, repr(cfg.objectives.get(loss)), repr(cfg.data), str(device))
+    memo = _MEMOS.pop(key, None)
+    _MEMOS[key] = memo = {} if memo is None else memo
+    while len(_MEMOS) > MEMO_NETWORKS:
+        _MEMOS.popitem(last=False)
+    return memo
+
+
 def proxy_metrics(name: str, spec, data, cfg: Config, seed: int, device: torch.device) -> dict:
     """Build the candidate (torch seed ``seed``), wrap it in the label-free objective ``proxy.loss``
     and compute proxy ``name`` on :func:`proxy_batch`."""
@@ -157,7 +175,7 @@ def proxy_metrics(name: str, spec, data, cfg: Config, seed: int, device: torch.d
     objective = build_objective(loss, backbone, info, cfg.objectives.get(loss)).to(device)
     options = cfg.objectives.get(name)
     images = proxy_batch(data, images_needed(name, options), seed).to(device)
-    x = ProxyInput(objective, images, torch.Generator().manual_seed(int(seed)))
+    x = ProxyInput(objective, images, torch.Generator().manual_seed(int(seed)), proxy_memo(spec, cfg, seed, device))
     t0 = time.perf_counter()
     try:
         value, extra = compute_proxy(name, x, options), {}

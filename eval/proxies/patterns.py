@@ -32,7 +32,16 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from unnas.eval.proxies.base import BATCH_NORMS, WEIGHT_LAYERS, ProxyInput, backbone_copy, check_positive, relu_patterns
+from unnas.eval.proxies.base import (
+    BATCH_NORMS,
+    WEIGHT_LAYERS,
+    ProxyInput,
+    backbone_copy,
+    check_positive,
+    memo_key,
+    relu_patterns,
+    shared,
+)
 
 from unnas.errors import UserError
 from unnas.generators.complexity import count_params
@@ -137,6 +146,12 @@ def gaussian_init(net: nn.Module, generator: torch.Generator) -> None:
 
 
 def swap_count(x: ProxyInput, options: SwapOptions) -> float:
+    """The mean distinct-pattern count (shared by ``swap`` and ``swap_reg`` of one network and batch)."""
+    key = memo_key(x, "swap_count", options.batch_size, options.repeats, options.init)
+    return shared(x, key, lambda: _swap_count(x, options))
+
+
+def _swap_count(x: ProxyInput, options: SwapOptions) -> float:
     net = backbone_copy(x)
     inputs = x.inputs(options.batch_size)
     spatial = getattr(x.backbone, "has_spatial", True)

@@ -60,3 +60,59 @@ def test_the_benchmark_counts_a_proxys_arithmetic_by_hand(flat, make_linear, mak
     # and the weight's gradient, the same again
     x = make_input(flat(make_linear([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), num_features=2), [[1, 2, 3]])
     assert mod.arithmetic(lambda: compute_proxy("synflow", x)) == {"float64": 2 * 2 * 3 * 2}
+
+
+TINY = ("nb201", {"arch": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|nor_conv_3x3~1|none~2|",
+                  "width": 0.25, "cells": 1})
+FAMILIES = {"swap": {"swap": {"batch_size": 8, "repeats": 3},
+                     "swap_reg": {"batch_size": 8, "repeats": 3, "mu": 5.0, "sigma": 100.0}},
+            "az": {f"az_{p}": {"batch_size": 8} for p in ("expressivity", "progressivity", "trainability")},
+            "saliencies": {n: {"batch_size": 8} for n in ("grad_norm", "snip", "fisher")}}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_proxies_sharing_one_computation_give_the_values_computed_alone(family):
+    from unnas.eval.proxies import ProxyInput, compute_proxy
+
+    from unnas.objectives import DataInfo, build_objective
+    from unnas.spec import ArchSpec, build
+
+    info = DataInfo(3, 10, (32, 32), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
+    torch.manual_seed(0)
+    obj = build_objective("rotation", build(ArchSpec(*TINY), 3), info)
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    runs = FAMILIES[family]
+    alone = {n: compute_proxy(n, ProxyInput(obj, images, torch.Generator().manual_seed(2)), o) for n, o in runs.items()}
+    for order in (list(runs), list(runs)[::-1]):
+        memo: dict = {}
+        x = ProxyInput(obj, images, torch.Generator().manual_seed(2), memo)
+        assert {n: compute_proxy(n, x, runs[n]) for n in order} == alone
+        assert len(memo) == 1  # one computation served them all
+    # another batch or another generator state is another entry, never a stale value
+    memo = {}
+    compute_proxy(order[0], ProxyInput(obj, images, torch.Generator().manual_seed(2), memo), runs[order[0]])
+    compute_proxy(order[0], ProxyInput(obj, images.flip(0), torch.Generator().manual_seed(2), memo), runs[order[0]])
+    compute_proxy(order[0], ProxyInput(obj, images, torch.Generator().manual_seed(3), memo), runs[order[0]])
+    assert len(memo) == 3
+
+
+def test_proxy_jobs_of_one_candidate_share_a_memo_and_keep_their_values(monkeypatch):
+    import unnas.jobs as jobs
+    from unnas import config
+    from unnas.data import load_dataset
+    from unnas.population import sample_population
+
+    monkeypatch.setattr(jobs, "_MEMOS", jobs.collections.OrderedDict())
+    monkeypatch.setattr(jobs, "MEMO_NETWORKS", 2)
+    cfg = config.load(None, ["swap.batch_size=8", "swap.repeats=2", "swap_reg.batch_size=8", "swap_reg.repeats=2",
+                             "swap_reg.mu=5.0", "swap_reg.sigma=100.0"])
+    data = load_dataset(cfg.data)
+    specs = sample_population("nb201", 3, 0)
+    cpu = torch.device("cpu")
+    shared = [jobs.proxy_metrics(n, s, data, cfg, 0, cpu)["score"] for s in specs for n in ("swap", "swap_reg")]
+    assert len(jobs._MEMOS) == 2  # the least recently used candidate was dropped
+    assert all(len(m) == 1 for m in jobs._MEMOS.values())  # swap_reg reused swap's count
+    jobs._MEMOS.clear()
+    jobs.MEMO_NETWORKS = 0  # nothing kept: every job computes alone
+    alone = [jobs.proxy_metrics(n, s, data, cfg, 0, cpu)["score"] for s in specs for n in ("swap", "swap_reg")]
+    assert shared == alone
