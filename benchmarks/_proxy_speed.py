@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import collections
 import copy
+import dataclasses
+import math
 import statistics
 import time
 from typing import Callable
@@ -35,15 +37,43 @@ from unnas.spec import ArchSpec, build
 PEAKS = {"float32": PEAK_SHAPES[:1] + PEAK_SHAPES[2:], "float64": ((1024, 1024, 1024), (2048, 2048, 2048))}
 
 
+def _batch(shape) -> int:
+    return math.prod(shape[:-2])
+
+
+def _eigh_flops(a_shape, *args, out_val=None, **kwargs) -> int:
+    """Eigenvalues of symmetric ``n x n`` matrices: ``4/3 n^3`` each (the tridiagonal reduction)."""
+    n = a_shape[-1]
+    return int(_batch(a_shape) * 4 * n ** 3 / 3)
+
+
+def _svd_flops(a_shape, *args, out_val=None, **kwargs) -> int:
+    """Singular values of ``m x n`` matrices (``m >= n``): ``2 m n^2 - 2/3 n^3`` each (bidiagonalization)."""
+    m, n = max(a_shape[-2:]), min(a_shape[-2:])
+    return int(_batch(a_shape) * (2 * m * n ** 2 - 2 * n ** 3 / 3))
+
+
+def _lu_flops(a_shape, *args, out_val=None, **kwargs) -> int:
+    """A determinant of ``n x n`` matrices: one LU factorization, ``2/3 n^3`` each."""
+    n = a_shape[-1]
+    return int(_batch(a_shape) * 2 * n ** 3 / 3)
+
+
+# the leading terms of LAPACK's counts (values only), beside torch's products and convolutions
+LINALG = {torch.ops.aten._linalg_eigh: flop_counter.shape_wrapper(_eigh_flops),
+          torch.ops.aten._linalg_svd: flop_counter.shape_wrapper(_svd_flops),
+          torch.ops.aten._linalg_slogdet: flop_counter.shape_wrapper(_lu_flops)}
+
+
 class FlopsByDtype(TorchDispatchMode):
-    """Counts the FLOPs of the convolutions and matrix products run while active, per dtype of each
+    """Counts the FLOPs of the convolutions, matrix products and :data:`LINALG` decompositions run while active, per dtype of each
     op's first tensor argument (``by_dtype``): ``torch.utils.flop_counter``'s formulas, with
     ``_step``'s grouped-convolution-correct backward. Unlike ``FlopCounterMode`` it tracks no
     modules, so it does not hook the autograd graph (``autograd.grad`` on an input works under it)."""
 
     def __init__(self):
         super().__init__()
-        self.formulas = {**flop_counter.flop_registry,
+        self.formulas = {**flop_counter.flop_registry, **LINALG,
                          torch.ops.aten.convolution_backward: flop_counter.shape_wrapper(_conv_backward_flops)}
         self.by_dtype: collections.Counter[str] = collections.Counter()
 
@@ -100,6 +130,7 @@ def timed(fn: Callable[[], object], repeats: int, clock: Callable[[], float]) ->
     return value, best
 
 
+SHARED = "all_proxies_shared"  # every proxy of a network in turn with one memo, as jobs in one process
 NETWORK_FORWARD = "network_forward"  # not a proxy: the network's own forward pass, what it can reach
 FORWARD_BATCH = 64
 
@@ -120,20 +151,59 @@ def forward_row(x: ProxyInput, repeats: int, clock: Callable[[], float]) -> dict
     return {"seconds": seconds, "flops": flops}
 
 
+def kind(op: str) -> str:
+    """``_step.kind_of``, with the eigen-, singular-value and determinant routines as ``linalg``."""
+    from _step import kind_of
+
+    name = op.removeprefix("aten::")
+    return "linalg" if name.startswith(("_linalg", "linalg")) else kind_of(op)
+
+
+def time_shares(fn: Callable[[], object]) -> dict[str, float]:
+    """Seconds of ``fn()`` under ``torch.profiler`` per kind of aten op (:func:`kind`: matmul =
+    convolutions and products, linalg, batch_norm, copies and layout, other elementwise ops), and
+    ``outside_aten``: the rest of the call (Python, module calls and hooks, the profiler's own
+    per-op cost)."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with record_function("whole_proxy"):
+            fn()
+    out: dict[str, float] = collections.Counter()
+    total = 0.0
+    for ev in prof.key_averages():
+        if ev.key.startswith("aten::"):
+            out[kind(ev.key)] += ev.self_cpu_time_total / 1e6
+        elif ev.key == "whole_proxy":
+            total = ev.cpu_time_total / 1e6
+    out["outside_aten"] = max(total - sum(out.values()), 0.0)
+    return dict(out)
+
+
 def measure_network(x: ProxyInput, names: list[str], options: dict, authors: dict, repeats: int,
-                    clock: Callable[[], float]) -> dict:
-    """One network: per proxy its FLOPs by dtype, its seconds and, where the authors' code is
-    loaded (``authors``: name -> callable of ``x``), theirs and their value."""
+                    clock: Callable[[], float], profile: bool = False) -> dict:
+    """One network: per proxy its FLOPs by dtype, its seconds (``profile``: and where they go) and,
+    where the authors' code is loaded (``authors``: name -> callable of ``x``), theirs and their
+    value; then every proxy again in turn with one memo, as a job process runs a candidate's
+    proxy jobs (``SHARED``: their total seconds)."""
     out = {NETWORK_FORWARD: forward_row(x, repeats, clock)}
     for name in names:
         run = (lambda n=name: compute_proxy(n, x, options.get(n)))
         flops = arithmetic(run)
         value, seconds = timed(run, repeats, clock)
         row = {"value": value, "seconds": seconds, "flops": flops}
+        if profile:
+            row["shares"] = time_shares(run)
         if name in authors:
             theirs, their_s = timed(lambda n=name: authors[n](x), repeats, clock)
             row.update(authors_value=theirs, authors_seconds=their_s)
         out[name] = row
+    memo: dict = {}
+    together = dataclasses.replace(x, memo=memo)
+    t = clock()
+    for name in names:
+        assert compute_proxy(name, together, options.get(name)) == out[name]["value"], name
+    out[SHARED] = {"seconds": clock() - t, "alone_seconds": sum(out[n]["seconds"] for n in names)}
     return out
 
 
@@ -152,6 +222,11 @@ def summarize(per_net: list[dict], names: list[str], peaks: dict[str, float], re
                  "fraction_of_bound_median": (round(statistics.median(b / s for b, s in zip(bounds, secs)), 3)
                                               if any(bounds) else None),
                  "fraction_of_bound_total": round(sum(bounds) / sum(secs), 3) if any(bounds) else None}
+        if all("shares" in r for r in rows):
+            spent = collections.Counter()
+            for r in rows:
+                spent.update(r["shares"])
+            entry["time_share"] = {k: round(v / sum(spent.values()), 3) for k, v in spent.most_common()}
         theirs = [r for r in rows if "authors_seconds" in r]
         if name == NETWORK_FORWARD:
             pass
@@ -159,17 +234,28 @@ def summarize(per_net: list[dict], names: list[str], peaks: dict[str, float], re
             entry["authors_s_median"] = round(statistics.median(r["authors_seconds"] for r in theirs), 4)
             entry["ratio_vs_authors_median"] = round(statistics.median(
                 r["seconds"] / r["authors_seconds"] for r in theirs), 3)
-            entry["authors_rel_diff_max"] = max(rel_diff(r["value"], r["authors_value"]) for r in theirs)
+            diffs = [rel_diff(r["value"], r["authors_value"]) for r in theirs]
+            entry["authors_rel_diff_max"] = max((d for d in diffs if d is not None), default=None)
+            entry["authors_not_finite"] = sum(d is None for d in diffs)
         else:
             entry["ratio_vs_authors_median"] = None
             entry["ratio_reason"] = reasons.get(name, "no authors' code")
         out[name] = entry
+    shared = [r[SHARED] for r in per_net]
+    out[SHARED] = {"s_per_network_median": round(statistics.median(r["seconds"] for r in shared), 3),
+                   "alone_s_per_network_median": round(statistics.median(r["alone_seconds"] for r in shared), 3),
+                   "saved_fraction_total": round(1 - sum(r["seconds"] for r in shared)
+                                                 / sum(r["alone_seconds"] for r in shared), 3)}
     return out
 
 
-def rel_diff(ours: float, theirs: float) -> float:
+def rel_diff(ours: float, theirs: float) -> float | None:
+    """``|ours - theirs| / max(|ours|, |theirs|)``; None when theirs is not finite (AZ-NAS's code
+    returns NaN where rounding makes an eigenvalue negative, see :mod:`unnas.eval.proxies.aznas`)."""
     if ours == theirs:
         return 0.0
+    if not math.isfinite(theirs):
+        return None
     return float(abs(ours - theirs) / max(abs(ours), abs(theirs)))
 
 
@@ -205,7 +291,7 @@ def main(a, names: list[str]) -> int:
     per_net = []
     for k, spec in enumerate(specs):
         x = proxy_input(spec, info, images, a.seed * 100_000 + k)
-        per_net.append(measure_network(x, names, options, authors, a.repeats, clock))
+        per_net.append(measure_network(x, names, options, authors, a.repeats, clock, a.profile))
         took = sum(r["seconds"] + r.get("authors_seconds", 0) for r in per_net[-1].values())
         print(f"[{k + 1}/{len(specs)}] {spec.generator} {spec.params['arch']}: {took:.1f} s", file=sys.stderr, flush=True)
     after = measure_peaks(clock)

@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nb201", type=int, default=3, help="speed mode: NAS-Bench-201 cells (C=16, N=5)")
     p.add_argument("--macro", type=int, default=2, help="speed mode: NAS-Bench-Macro networks (width 1)")
     p.add_argument("--repeats", type=int, default=2, help="speed mode: timed runs per proxy (the best counts)")
+    p.add_argument("--profile", action="store_true", help="speed mode: the share of each proxy's time per kind of op")
     a = p.parse_args(argv)
     proxies = PROXIES.names() if a.proxies == "all" else a.proxies.split(",")
     for name in proxies:

@@ -49,6 +49,11 @@ def test_flops_are_counted_per_dtype_as_by_hand():
     assert mod.arithmetic(lambda: dw(torch.randn(1, 4, 5, 5)).sum().backward()) == {"float32": 2 * 2 * 100 * 9}
     lin = nn.Linear(4, 3, bias=False).double()
     assert mod.arithmetic(lambda: lin(torch.ones(5, 4, dtype=torch.float64))) == {"float64": 2 * 5 * 4 * 3}
+    # LAPACK's leading terms: eigenvalues 4/3 n^3, singular values 2 m n^2 - 2/3 n^3, a determinant 2/3 n^3
+    sym = torch.eye(6) * 2
+    assert mod.arithmetic(lambda: torch.linalg.eigvalsh(sym)) == {"float32": 4 * 6 ** 3 // 3}
+    assert mod.arithmetic(lambda: torch.linalg.svdvals(torch.randn(8, 3))) == {"float32": 2 * 8 * 9 - 2 * 27 // 3}
+    assert mod.arithmetic(lambda: torch.linalg.slogdet(sym.double())) == {"float64": 2 * 6 ** 3 // 3}
     assert mod.bound_seconds({"float32": 100, "float64": 100}, {"float32": 100.0, "float64": 50.0}) == 3.0
 
 
