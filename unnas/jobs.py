@@ -19,7 +19,10 @@ Metrics of a training job (fractions in [0, 1]):
 
 Metrics of a proxy job: ``score`` (the proxy's value, higher is better; log-scaled proxies keep
 the raw value, the ranking takes its log10: :func:`unnas.eval.proxies.base.scaled`), ``proxy_seconds``,
-and ``params`` / ``flops``. A NaN or infinite value (NASWOT's singular kernel) is a finished job
+and ``params`` / ``flops``. Proxy jobs of one candidate in one process share what they compute
+alike (:func:`proxy_memo`: SWAP's count for ``swap`` and ``swap_reg``, AZ-NAS's cell entropies,
+the one backward of ``grad_norm``, ``snip`` and ``fisher``): each is still its own job and row, with
+the value it has alone; ``proxy_seconds`` of the later ones is then the little that was left. A NaN or infinite value (NASWOT's singular kernel) is a finished job
 whose ``score`` is ``-inf`` (``nonfinite`` holds the value computed): the network ranks last. The images a
 proxy sees are the first ones of one permutation of the training split seeded by the job seed, the
 same for every candidate.
