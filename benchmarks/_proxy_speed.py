@@ -292,6 +292,9 @@ def main(a, names: list[str]) -> int:
     for k, spec in enumerate(specs):
         x = proxy_input(spec, info, images, a.seed * 100_000 + k)
         per_net.append(measure_network(x, names, options, authors, a.repeats, clock, a.profile))
+        if a.out:  # each network's raw measurements as it finishes (JSON lines)
+            with open(a.out, "a") as f:
+                f.write(json.dumps({"network": f"{spec.generator}:{spec.params['arch']}", **per_net[-1]}) + "\n")
         took = sum(r["seconds"] + r.get("authors_seconds", 0) for r in per_net[-1].values())
         print(f"[{k + 1}/{len(specs)}] {spec.generator} {spec.params['arch']}: {took:.1f} s", file=sys.stderr, flush=True)
     after = measure_peaks(clock)
