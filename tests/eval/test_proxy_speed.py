@@ -121,3 +121,33 @@ def test_proxy_jobs_of_one_candidate_share_a_memo_and_keep_their_values(monkeypa
     jobs.MEMO_NETWORKS = 0  # nothing kept: every job computes alone
     alone = [jobs.proxy_metrics(n, s, data, cfg, 0, cpu)["score"] for s in specs for n in ("swap", "swap_reg")]
     assert shared == alone
+
+
+def test_the_summary_gives_the_fraction_of_the_bound_and_null_ratios_without_the_authors_code():
+    mod = speed_module()
+    sys.path[:0] = [str(ROOT / "benchmarks")]
+    try:
+        authors = importlib.import_module("_authors")
+    finally:
+        del sys.path[0]
+    found, reasons = authors.load_authors("", {})
+    assert found == {} and "no --authors-dir" in reasons["swap"] and "score_networks.py" in reasons["naswot"]
+    peaks = {"float32": 100e9, "float64": 50e9}
+
+    def net(seconds, theirs=None):
+        row = {"value": 1.0, "seconds": seconds, "flops": {"float32": 100e9, "float64": 25e9}}
+        if theirs is not None:
+            row.update(authors_seconds=theirs, authors_value=1.0)
+        return {mod.NETWORK_FORWARD: {"seconds": 1.0, "flops": {"float32": 50e9}}, "swap": row,
+                mod.SHARED: {"seconds": seconds / 2, "alone_seconds": seconds}}
+
+    # bound: 100 GFLOP at 100 GFLOP/s + 25 GFLOP at 50 GFLOP/s = 1.5 s
+    out = mod.summarize([net(3.0), net(6.0)], ["swap"], peaks, reasons)
+    assert out["swap"]["bound_s_median"] == 1.5
+    assert out["swap"]["fraction_of_bound_median"] == 0.375  # median of 0.5 and 0.25
+    assert out["swap"]["fraction_of_bound_total"] == round(3.0 / 9.0, 3)
+    assert out["swap"]["ratio_vs_authors_median"] is None and "no --authors-dir" in out["swap"]["ratio_reason"]
+    assert out[mod.NETWORK_FORWARD]["fraction_of_bound_median"] == 0.5
+    assert out[mod.SHARED]["saved_fraction_total"] == 0.5
+    with_theirs = mod.summarize([net(3.0, theirs=6.0), net(6.0, theirs=6.0)], ["swap"], peaks, reasons)
+    assert with_theirs["swap"]["ratio_vs_authors_median"] == 0.75 and with_theirs["swap"]["authors_rel_diff_max"] == 0.0
