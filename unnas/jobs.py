@@ -22,10 +22,11 @@ the raw value, the ranking takes its log10: :func:`unnas.eval.proxies.base.scale
 and ``params`` / ``flops``. Proxy jobs of one candidate in one process share what they compute
 alike (:func:`proxy_memo`: SWAP's count for ``swap`` and ``swap_reg``, AZ-NAS's cell entropies,
 the one backward of ``grad_norm``, ``snip`` and ``fisher``): each is still its own job and row, with
-the value it has alone; ``proxy_seconds`` of the later ones is then the little that was left. A NaN or infinite value (NASWOT's singular kernel) is a finished job
-whose ``score`` is ``-inf`` (``nonfinite`` holds the value computed): the network ranks last. The images a
-proxy sees are the first ones of one permutation of the training split seeded by the job seed, the
-same for every candidate.
+the value it has alone; ``proxy_seconds`` of the later ones is then the little that was left.
+A NaN or infinite value (NASWOT's singular kernel) is a finished job whose ``score`` is ``-inf``
+(``nonfinite`` holds the value computed): the network ranks last. The images a proxy sees are the
+first ones of one permutation of the training split seeded by the job seed, the same for every
+candidate.
 """
 
 from __future__ import annotations
@@ -147,10 +148,12 @@ _MEMOS: collections.OrderedDict[tuple, dict] = collections.OrderedDict()
 
 def proxy_memo(spec, cfg: Config, seed: int, device: torch.device) -> dict:
     """The dict of results that the proxy jobs of one candidate share in this process
-    (:func:`unnas.eval.proxies.base.shared`): one per spec, seed, label-free loss, data and device, the
-    least recently used dropped past :data:`MEMO_NETWORKS`."""
+    (:func:`unnas.eval.proxies.base.shared`): one per spec, seed, label-free loss, data, device and
+    thread count, the least recently used dropped past :data:`MEMO_NETWORKS`."""
     loss = cfg.proxy.loss
-    key = (spec.to_json(), int(seed), loss, repr(cfg.objectives.get(loss)), repr(cfg.data), str(device))
+    # the thread count too: float sums, hence values, depend on it
+    key = (spec.to_json(), int(seed), loss, repr(cfg.objectives.get(loss)), repr(cfg.data), str(device),
+           torch.get_num_threads())
     memo = _MEMOS.pop(key, None)
     _MEMOS[key] = memo = {} if memo is None else memo
     while len(_MEMOS) > MEMO_NETWORKS:
