@@ -18,6 +18,14 @@ machine load affects both sides alike). Agreement: Spearman's rho and Kendall's 
 ``mean_acc``; ``params`` and ``flops`` are the baselines (the table's own ``params``/``flops``
 columns too). Every finished network is appended to ``--out`` (JSON lines) at once: an interrupted
 run resumes where it stopped. One JSON line on stdout; progress on stderr.
+
+``--speed`` measures speed instead (``benchmarks/_proxy_speed.py``; ``docs/results/proxy-speed.md``):
+per proxy on NAS-Bench-201 cells at the published size and NAS-Bench-Macro networks, its seconds per
+network, its counted arithmetic at the matmul peak measured in the same run (the bound), the fraction
+achieved, and with ``--authors-dir DIR`` the ratio against the authors' code on the same networks
+(``null`` with the reason without it)::
+
+    nice -n 10 python benchmarks/proxies.py --speed [--nb201 3] [--macro 2] [--profile] [--authors-dir DIR]
 """
 
 from __future__ import annotations
