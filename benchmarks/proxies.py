@@ -18,6 +18,14 @@ machine load affects both sides alike). Agreement: Spearman's rho and Kendall's 
 ``mean_acc``; ``params`` and ``flops`` are the baselines (the table's own ``params``/``flops``
 columns too). Every finished network is appended to ``--out`` (JSON lines) at once: an interrupted
 run resumes where it stopped. One JSON line on stdout; progress on stderr.
+
+``--speed`` measures speed instead (``benchmarks/_proxy_speed.py``; ``docs/results/proxy-speed.md``):
+per proxy on NAS-Bench-201 cells at the published size and NAS-Bench-Macro networks, its seconds per
+network, its counted arithmetic at the matmul peak measured in the same run (the bound), the fraction
+achieved, and with ``--authors-dir DIR`` the ratio against the authors' code on the same networks
+(``null`` with the reason without it)::
+
+    nice -n 10 python benchmarks/proxies.py --speed [--nb201 3] [--macro 2] [--profile] [--authors-dir DIR]
 """
 
 from __future__ import annotations
@@ -136,11 +144,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--table", default=str(TABLE))
     p.add_argument("--out", default="", help="JSON lines of finished networks (default runs/proxies-macro-s<seed>.jsonl)")
     p.add_argument("--workers", type=int, default=1, help="processes, one intra-op thread each")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads per process")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads per process (speed mode: 1 = CPU seconds)")
+    p.add_argument("--speed", action="store_true",
+                   help="speed mode: seconds per network against the arithmetic bound and the authors' code")
+    p.add_argument("--authors-dir", default="", help="speed mode: folder with the authors' repositories")
+    p.add_argument("--nb201", type=int, default=3, help="speed mode: NAS-Bench-201 cells (C=16, N=5)")
+    p.add_argument("--macro", type=int, default=2, help="speed mode: NAS-Bench-Macro networks (width 1)")
+    p.add_argument("--repeats", type=int, default=2, help="speed mode: timed runs per proxy (the best counts)")
+    p.add_argument("--profile", action="store_true", help="speed mode: the share of each proxy's time per kind of op")
     a = p.parse_args(argv)
     proxies = PROXIES.names() if a.proxies == "all" else a.proxies.split(",")
     for name in proxies:
         PROXIES.get(name)
+    if a.speed:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _proxy_speed import main as speed_main
+
+        return speed_main(a, proxies)
     table = json.loads(Path(a.table).read_text())
     rng = np.random.default_rng(a.seed)
     archs = [from_index(int(i)) for i in rng.choice(N_ARCHS, size=a.n, replace=False)]

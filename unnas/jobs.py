@@ -19,14 +19,19 @@ Metrics of a training job (fractions in [0, 1]):
 
 Metrics of a proxy job: ``score`` (the proxy's value, higher is better; log-scaled proxies keep
 the raw value, the ranking takes its log10: :func:`unnas.eval.proxies.base.scaled`), ``proxy_seconds``,
-and ``params`` / ``flops``. A NaN or infinite value (NASWOT's singular kernel) is a finished job
-whose ``score`` is ``-inf`` (``nonfinite`` holds the value computed): the network ranks last. The images a
-proxy sees are the first ones of one permutation of the training split seeded by the job seed, the
-same for every candidate.
+and ``params`` / ``flops``. Proxy jobs of one candidate in one process share what they compute
+alike (:func:`proxy_memo`: SWAP's count for ``swap`` and ``swap_reg``, AZ-NAS's cell entropies,
+the one backward of ``grad_norm``, ``snip`` and ``fisher``): each is still its own job and row, with
+the value it has alone; ``proxy_seconds`` of the later ones is then the little that was left.
+A NaN or infinite value (NASWOT's singular kernel) is a finished job whose ``score`` is ``-inf``
+(``nonfinite`` holds the value computed): the network ranks last. The images a proxy sees are the
+first ones of one permutation of the training split seeded by the job seed, the same for every
+candidate.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 import time
 
@@ -137,6 +142,25 @@ def proxy_batch(data, n: int, seed: int) -> torch.Tensor:
     return data.train.images[torch.randperm(len(data.train), generator=gen)[:n]]
 
 
+MEMO_NETWORKS = 4096  # candidates whose shared proxy results a job process keeps (a few floats each)
+_MEMOS: collections.OrderedDict[tuple, dict] = collections.OrderedDict()
+
+
+def proxy_memo(spec, cfg: Config, seed: int, device: torch.device) -> dict:
+    """The dict of results that the proxy jobs of one candidate share in this process
+    (:func:`unnas.eval.proxies.base.shared`): one per spec, seed, label-free loss, data, device and
+    thread count, the least recently used dropped past :data:`MEMO_NETWORKS`."""
+    loss = cfg.proxy.loss
+    # the thread count too: float sums, hence values, depend on it
+    key = (spec.to_json(), int(seed), loss, repr(cfg.objectives.get(loss)), repr(cfg.data), str(device),
+           torch.get_num_threads())
+    memo = _MEMOS.pop(key, None)
+    _MEMOS[key] = memo = {} if memo is None else memo
+    while len(_MEMOS) > MEMO_NETWORKS:
+        _MEMOS.popitem(last=False)
+    return memo
+
+
 def proxy_metrics(name: str, spec, data, cfg: Config, seed: int, device: torch.device) -> dict:
     """Build the candidate (torch seed ``seed``), wrap it in the label-free objective ``proxy.loss``
     and compute proxy ``name`` on :func:`proxy_batch`."""
@@ -157,7 +181,7 @@ def proxy_metrics(name: str, spec, data, cfg: Config, seed: int, device: torch.d
     objective = build_objective(loss, backbone, info, cfg.objectives.get(loss)).to(device)
     options = cfg.objectives.get(name)
     images = proxy_batch(data, images_needed(name, options), seed).to(device)
-    x = ProxyInput(objective, images, torch.Generator().manual_seed(int(seed)))
+    x = ProxyInput(objective, images, torch.Generator().manual_seed(int(seed)), proxy_memo(spec, cfg, seed, device))
     t0 = time.perf_counter()
     try:
         value, extra = compute_proxy(name, x, options), {}

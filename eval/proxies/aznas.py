@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from unnas.eval.proxies.base import ProxyInput, backbone_copy, check_positive
+from unnas.eval.proxies.base import ProxyInput, backbone_copy, check_positive, memo_key, shared
 
 from unnas.errors import UserError
 from unnas.registry import PROXIES
@@ -132,9 +132,19 @@ def spectral_entropy(feat: torch.Tensor) -> float:
     return float((-p * torch.log(p + 1e-8)).sum())
 
 
+def entropies_key(x: ProxyInput, options: AznasOptions) -> tuple | None:
+    """The memo key of the cell entropies (taken before the draws)."""
+    return memo_key(x, "az_entropies", options.images_needed(), options.batch_size, options.input, options.init)
+
+
 def entropies(x: ProxyInput, options: AznasOptions) -> list[float]:
-    with torch.no_grad():
-        return [spectral_entropy(f) for f in prepared(x, options)]
+    """Every cell's spectral entropy (shared by the three components of one network and batch)."""
+
+    def compute() -> list[float]:
+        with torch.no_grad():
+            return [spectral_entropy(f) for f in prepared(x, options)]
+
+    return shared(x, entropies_key(x, options), compute)
 
 
 def pair_score(f_out: torch.Tensor, f_in: torch.Tensor, generator: torch.Generator) -> float:
@@ -164,6 +174,9 @@ def az_progressivity(x: ProxyInput, options: AznasOptions) -> float:
 
 @PROXIES.register("az_trainability", log_scale=False, needs_loss=False, config=AznasOptions)
 def az_trainability(x: ProxyInput, options: AznasOptions) -> float:
+    key = entropies_key(x, options)
     feats = prepared(x, options)
+    if key is not None and key not in x.memo:  # the same forward: the other two components need no other
+        x.memo[key] = [spectral_entropy(f) for f in feats]
     scores = [pair_score(feats[i], feats[i - 1], x.generator) for i in reversed(range(1, len(feats)))]
     return sum(scores) / len(scores)

@@ -22,12 +22,19 @@ Every proxy works on a deep copy of the objective or backbone (:func:`objective_
 ``requires_grad`` flags and gradients. :func:`compute_proxy` runs a proxy on a private copy of the
 generator, so the value does not depend on what ran before and the caller's generator is not
 advanced.
+
+Proxies of one network and batch that compute the same intermediate (SWAP's count for ``swap`` and
+``swap_reg``; AZ-NAS's cell entropies; the one backward of ``grad_norm``, ``snip`` and ``fisher``)
+share it through ``ProxyInput.memo`` (:func:`shared`): the caller passes one dict to every proxy
+of the same candidate (a job process keeps one per network, :func:`unnas.jobs.proxy_memo`); the
+value is the one computed alone.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -63,6 +70,8 @@ class ProxyInput:
     objective: Objective
     images: torch.Tensor
     generator: torch.Generator
+    # results that several proxies of this network and batch share (see :func:`shared`); None: none
+    memo: dict | None = None
 
     @property
     def backbone(self) -> Backbone:
@@ -122,6 +131,28 @@ def loss_gradients(objective: Objective, images: torch.Tensor, generator: torch.
     loss = label_free_loss(objective, images, generator)
     grads = torch.autograd.grad(loss, [m.weight for m in layers], allow_unused=True, create_graph=create_graph)
     return [torch.zeros_like(m.weight) if g is None else g for m, g in zip(layers, grads)]
+
+
+def memo_key(x: ProxyInput, part: str, n: int | None, *settings: Any) -> tuple | None:
+    """The key of a shared result: its name, the settings it depends on, the ``n`` images it reads
+    (their bytes) and the generator's state (what it will draw); None without a memo."""
+    if x.memo is None:
+        return None
+    images = x.images if n is None else x.images[:n]
+    digest = hashlib.blake2b(images.cpu().numpy().tobytes(), digest_size=16).hexdigest()
+    state = hashlib.blake2b(x.generator.get_state().numpy().tobytes(), digest_size=16).hexdigest()
+    return (part, settings, tuple(images.shape), digest, state)
+
+
+def shared(x: ProxyInput, key: tuple | None, compute: Callable[[], Any]) -> Any:
+    """``compute()``, or its result computed by an earlier proxy of the same ``x.memo`` under the same
+    ``key`` (:func:`memo_key`). A reused result does not advance ``x.generator``: only results after
+    which the proxy draws nothing more are shared."""
+    if key is None:
+        return compute()
+    if key not in x.memo:
+        x.memo[key] = compute()
+    return x.memo[key]
 
 
 def fork(generator: torch.Generator) -> torch.Generator:

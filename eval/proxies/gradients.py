@@ -27,7 +27,9 @@ from unnas.eval.proxies.base import (
     fork,
     label_free_loss,
     loss_gradients,
+    memo_key,
     objective_copy,
+    shared,
     weight_layers,
 )
 
@@ -42,22 +44,50 @@ class GradientOptions:
         check_positive("gradient proxy", batch_size=self.batch_size)
 
 
-def _gradients(x: ProxyInput, options: GradientOptions):
+def saliencies(x: ProxyInput, options: GradientOptions, fisher: bool) -> dict[str, float]:
+    """``grad_norm``, ``snip`` and (with ``fisher``) ``fisher`` from one forward and backward of the
+    loss. With a memo all three are computed and shared by the proxies of one network and batch."""
+    key = memo_key(x, "loss_saliencies", options.batch_size)
+    if key is None:
+        return _saliencies(x, options, fisher)
+    return shared(x, key, lambda: _saliencies(x, options, True))
+
+
+def _saliencies(x: ProxyInput, options: GradientOptions, fisher: bool) -> dict[str, float]:
     obj = objective_copy(x)
     layers = weight_layers(obj)
-    return layers, loss_gradients(obj, x.batch(options.batch_size), x.generator, layers)
+    total = [0.0]
+
+    def on_output(layer, inputs, out):
+        act = out.detach().clone()  # the output as it was, even if a later op changes it in place
+
+        def on_grad(grad):
+            prod = act * grad
+            per_sample = prod.sum(dim=tuple(range(2, prod.dim()))) if prod.dim() > 2 else prod
+            total[0] += float(0.5 * per_sample.pow(2).mean(0).sum()) * layer.weight[0].numel()
+
+        out.register_hook(on_grad)
+
+    handles = [m.register_forward_hook(on_output) for m in layers] if fisher else []
+    try:
+        label_free_loss(obj, x.batch(options.batch_size), x.generator).backward()
+    finally:
+        for h in handles:
+            h.remove()
+    grads = [torch.zeros_like(m.weight) if m.weight.grad is None else m.weight.grad for m in layers]
+    out = {"grad_norm": sum(float(g.norm()) for g in grads),
+           "snip": sum(float((m.weight.detach() * g).abs().sum()) for m, g in zip(layers, grads))}
+    return {**out, "fisher": total[0]} if fisher else out
 
 
 @PROXIES.register("grad_norm", log_scale=False, needs_loss=True, config=GradientOptions)
 def grad_norm(x: ProxyInput, options: GradientOptions) -> float:
-    _, grads = _gradients(x, options)
-    return sum(float(g.norm()) for g in grads)
+    return saliencies(x, options, fisher=False)["grad_norm"]
 
 
 @PROXIES.register("snip", log_scale=False, needs_loss=True, config=GradientOptions)
 def snip(x: ProxyInput, options: GradientOptions) -> float:
-    layers, grads = _gradients(x, options)
-    return sum(float((m.weight.detach() * g).abs().sum()) for m, g in zip(layers, grads))
+    return saliencies(x, options, fisher=False)["snip"]
 
 
 @PROXIES.register("grasp", log_scale=False, needs_loss=True, config=GradientOptions)
@@ -78,23 +108,4 @@ def grasp(x: ProxyInput, options: GradientOptions) -> float:
 
 @PROXIES.register("fisher", log_scale=False, needs_loss=True, config=GradientOptions)
 def fisher(x: ProxyInput, options: GradientOptions) -> float:
-    obj = objective_copy(x)
-    total = [0.0]
-
-    def on_output(layer, inputs, out):
-        act = out.detach().clone()  # the output as it was, even if a later op changes it in place
-
-        def on_grad(grad):
-            prod = act * grad
-            per_sample = prod.sum(dim=tuple(range(2, prod.dim()))) if prod.dim() > 2 else prod
-            total[0] += float(0.5 * per_sample.pow(2).mean(0).sum()) * layer.weight[0].numel()
-
-        out.register_hook(on_grad)
-
-    handles = [m.register_forward_hook(on_output) for m in weight_layers(obj)]
-    try:
-        label_free_loss(obj, x.batch(options.batch_size), x.generator).backward()
-    finally:
-        for h in handles:
-            h.remove()
-    return total[0]
+    return saliencies(x, options, fisher=True)["fisher"]

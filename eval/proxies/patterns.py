@@ -32,13 +32,23 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from unnas.eval.proxies.base import BATCH_NORMS, WEIGHT_LAYERS, ProxyInput, backbone_copy, check_positive, relu_patterns
+from unnas.eval.proxies.base import (
+    BATCH_NORMS,
+    WEIGHT_LAYERS,
+    ProxyInput,
+    backbone_copy,
+    check_positive,
+    memo_key,
+    relu_patterns,
+    shared,
+)
 
 from unnas.errors import UserError
 from unnas.generators.complexity import count_params
 from unnas.registry import PROXIES
 
 WORD = 63  # samples packed per int64 key (the sign bit unused)
+BITMAP_SAMPLES = 20  # up to 2^20 possible keys: count them in a table instead of sorting
 
 
 @dataclass(frozen=True)
@@ -100,20 +110,26 @@ class SwapRegOptions(SwapOptions):
 
 def pattern_keys(codes: torch.Tensor) -> torch.Tensor:
     """Binary codes ``(B, units)`` -> one row of int64 keys per unit, ``(units, ceil(B / 63))``:
-    two units share a row exactly when they have the same sample-wise pattern."""
+    two units share a row exactly when they have the same sample-wise pattern (sample ``i`` of a
+    word is its bit ``i``)."""
     words = []
     for start in range(0, codes.shape[0], WORD):
-        word = torch.zeros(codes.shape[1], dtype=torch.int64, device=codes.device)
-        for bit, row in enumerate(codes[start:start + WORD]):
-            word |= row.to(torch.int64) << bit
-        words.append(word)
+        chunk = codes[start:start + WORD].to(torch.int64)
+        bits = torch.arange(chunk.shape[0], dtype=torch.int64, device=codes.device)
+        words.append((chunk << bits[:, None]).sum(0))  # distinct bits: the sum is their OR
     return torch.stack(words, dim=1)
 
 
 def distinct_patterns(codes: Sequence[torch.Tensor]) -> int:
     """The number of distinct sample-wise patterns over all units of all the codes."""
     keys = torch.cat([pattern_keys(c) for c in codes])
-    return int(torch.unique(keys[:, 0]).numel() if keys.shape[1] == 1 else torch.unique(keys, dim=0).shape[0])
+    if keys.shape[1] > 1:
+        return int(torch.unique(keys, dim=0).shape[0])
+    if codes[0].shape[0] <= BITMAP_SAMPLES:  # few samples: mark the seen keys in a table, no sort
+        seen = torch.zeros(1 << codes[0].shape[0], dtype=torch.bool, device=keys.device)
+        seen[keys[:, 0]] = True
+        return int(seen.sum())
+    return int(torch.unique(keys[:, 0]).numel())
 
 
 def gaussian_init(net: nn.Module, generator: torch.Generator) -> None:
@@ -130,6 +146,12 @@ def gaussian_init(net: nn.Module, generator: torch.Generator) -> None:
 
 
 def swap_count(x: ProxyInput, options: SwapOptions) -> float:
+    """The mean distinct-pattern count (shared by ``swap`` and ``swap_reg`` of one network and batch)."""
+    key = memo_key(x, "swap_count", options.batch_size, options.repeats, options.init)
+    return shared(x, key, lambda: _swap_count(x, options))
+
+
+def _swap_count(x: ProxyInput, options: SwapOptions) -> float:
     net = backbone_copy(x)
     inputs = x.inputs(options.batch_size)
     spatial = getattr(x.backbone, "has_spatial", True)
