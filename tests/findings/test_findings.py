@@ -133,3 +133,21 @@ def test_lanas_decoupling_verdict():
     assert f.verdict({"search": search, "longtail": lt, "cap": 1000}).outcome == PARTLY
     lt["joint"] = {"many": 0.9, "medium": 0.9, "few": 0.9, "all": 0.9}
     assert f.verdict({"search": search, "longtail": lt, "cap": 1000}).outcome == NOT_AT_SCALE
+
+
+def test_ctrl_c_in_a_command_stops_the_finding_with_one_line(tmp_path, monkeypatch, capsys):
+    from unnas.findings import base, cli
+
+    ctx = base.Context(tmp_path, "test", 0)
+    with pytest.raises(KeyboardInterrupt):  # the command's own Ctrl-C status, not a failure
+        ctx._call("unnas.rank", lambda argv: base.INTERRUPTED, "r", [])
+    with pytest.raises(RuntimeError, match="status 1"):
+        ctx._call("unnas.rank", lambda argv: 1, "r", [])
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("unnas.findings.run_finding", interrupted)
+    assert cli.main(["fbnet", "--out", str(tmp_path / "f")]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("interrupted:") and "rerun" in err[0]

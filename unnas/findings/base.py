@@ -61,6 +61,9 @@ class Finding(abc.ABC):
         """Draw the finding's PNG at ``path``."""
 
 
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
+
+
 @dataclass
 class Context:
     """Where a finding's commands write, and how they are called (in this process, quietly,
@@ -84,6 +87,8 @@ class Context:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
             rc = main(argv)
+        if rc == INTERRUPTED:  # Ctrl-C reached the command: its finished jobs are stored; stop the finding too
+            raise KeyboardInterrupt
         if rc != 0:
             raise RuntimeError(f"{module} {name} ended with status {rc}; its output is in {log}")
         return self.runs_dir / name

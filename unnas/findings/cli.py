@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m unnas.findings") 
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: the finished runs are stored; rerun the same command to resume", file=sys.stderr)
+        return 130
     print(f"{rec['finding']}: {rec['verdict']}: {rec['reason']}")
     print(f"{rec['cpu_seconds']} CPU s; figure, numbers and verdict in {rec['folder']}")
     return 0
