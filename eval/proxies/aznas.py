@@ -43,22 +43,34 @@ from unnas.registry import PROXIES
 BODIES = ("cells", "layers", "blocks", "stages")
 
 
+class SyntheticInputOptions:
+    """The ``input`` and ``init`` options shared by proxies that, as their authors do, may run on
+    Gaussian images and re-drawn Kaiming weights instead of the batch and the network's own."""
+
+    batch_size: int
+    input: str
+    init: str
+
+    def check_input(self, proxy: str) -> None:
+        if self.input not in ("gaussian", "data"):
+            raise UserError(f"proxy {proxy} option input", self.input, "gaussian, data")
+        if self.init not in ("kaiming", "none"):
+            raise UserError(f"proxy {proxy} option init", self.init, "kaiming, none")
+
+    def images_needed(self) -> int:
+        """Gaussian inputs read only the data's shape (one image)."""
+        return self.batch_size if self.input == "data" else 1
+
+
 @dataclass(frozen=True)
-class AznasOptions:
+class AznasOptions(SyntheticInputOptions):
     batch_size: int = 64
     input: str = "gaussian"  # "gaussian": N(0, 1) images (the authors'); "data": the batch's images
     init: str = "kaiming"  # "kaiming": re-drawn Kaiming-normal fan-in weights (the authors'); "none": own weights
 
     def __post_init__(self):
         check_positive("az", batch_size=self.batch_size)
-        if self.input not in ("gaussian", "data"):
-            raise UserError("proxy az option input", self.input, "gaussian, data")
-        if self.init not in ("kaiming", "none"):
-            raise UserError("proxy az option init", self.init, "kaiming, none")
-
-    def images_needed(self) -> int:
-        """Gaussian inputs read only the data's shape (one image)."""
-        return self.batch_size if self.input == "data" else 1
+        self.check_input("az")
 
 
 def kaiming_init(net: nn.Module, generator: torch.Generator) -> None:

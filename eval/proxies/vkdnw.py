@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
-from unnas.eval.proxies.aznas import kaiming_init
+from unnas.eval.proxies.aznas import SyntheticInputOptions, kaiming_init
 from unnas.eval.proxies.base import ProxyInput, backbone_copy, check_positive
 
 from unnas.errors import UserError
@@ -62,7 +62,7 @@ AFFINE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.modules.batchnorm._Batc
 
 
 @dataclass(frozen=True)
-class VkdnwOptions:
+class VkdnwOptions(SyntheticInputOptions):
     batch_size: int = 64
     input: str = "gaussian"  # "gaussian": N(0, 1) images (the authors' default); "data": the batch's images
     init: str = "kaiming"  # "kaiming": re-drawn Kaiming-normal fan-in weights (the authors'); "none": own weights
@@ -71,14 +71,7 @@ class VkdnwOptions:
 
     def __post_init__(self):
         check_positive("vkdnw", batch_size=self.batch_size, tensors=self.tensors, per_tensor=self.per_tensor)
-        if self.input not in ("gaussian", "data"):
-            raise UserError("proxy vkdnw option input", self.input, "gaussian, data")
-        if self.init not in ("kaiming", "none"):
-            raise UserError("proxy vkdnw option init", self.init, "kaiming, none")
-
-    def images_needed(self) -> int:
-        """Gaussian inputs read only the data's shape (one image)."""
-        return self.batch_size if self.input == "data" else 1
+        self.check_input("vkdnw")
 
 
 class Classifier(nn.Module):
