@@ -24,7 +24,7 @@ RANK = [
     (["--data", "nope"], "--data", "nope", "allowed: "),
     (["--generator", "nope"], "generator", "nope", "allowed: "),
     (["--pretext", "nope"], "--pretext", "nope", "allowed: "),
-    (["--score", "linear"], "--score", "linear", "allowed: pretext, alignment"),
+    (["--score", "linear"], "--score", "linear", "allowed: default, pretext, alignment"),
     (["--probes", "foo"], "eval.probes", "foo", "allowed: knn, linear"),
     (["--proxies", "nope"], "proxy", "nope", "allowed: "),
     (["--ensemble", "rotation"], "--ensemble", "rotation", "allowed: two or more"),

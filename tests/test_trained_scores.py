@@ -116,3 +116,44 @@ def test_every_objective_gives_finite_trained_scores_and_reused_features_change_
     scores = trained_scores(a)
     assert all(math.isfinite(v) for k, v in scores.items() if k != "alpha_req"), scores
     assert scores["sotl_e"] == 3.0 and scores["heldout_loss"] == 0.5 and scores["rankme"] >= 1.0
+
+
+def test_default_score_is_each_objectives_measured_choice():
+    from unnas import config as config_mod
+    from unnas.config import Config
+    from unnas.objectives.base import OBJECTIVES, default_score
+    from unnas.ranking import with_score
+    from unnas.registry import TRAINED_SCORES
+
+    def resolved(pretext, score="default", proxies=""):
+        cfg = config_mod.replace(Config(), run={"pretext": pretext, "proxies": proxies}, eval={"score": score})
+        return with_score(cfg).eval.score
+
+    assert Config().eval.score == "default"
+    assert resolved("rotation") == "rankme"
+    assert resolved("rotation,jigsaw") == "rankme"  # the first objective decides, as for every --score
+    assert resolved("jigsaw,rotation") == "pretext"  # not measured: its own held-out score
+    assert resolved("none", proxies="synflow") == "pretext"  # no objective: the first proxy ranks
+    assert resolved("rotation", "knn") == "knn" and resolved("rotation", "pretext") == "pretext"
+    assert default_score("an-unregistered-plugin") == "pretext"
+    for name in OBJECTIVES.names():  # every choice is a column the objective's jobs write
+        assert default_score(name) in ("pretext", *TRAINED_SCORES.names()), name
+
+
+def test_a_stored_default_ranks_by_the_first_objectives_choice():
+    assert build_ranking(_rows(), n_boot=0, primary="default").primary == "rotation"  # no row holds rankme
+    with_rankme = [JobRow(r.job_id, r.arch_id, r.spec, r.generator, r.objective, r.seed, r.status,
+                          {**r.metrics, "rankme": 1.0 + i} if r.objective == "rotation" else r.metrics)
+                   for i, r in enumerate(_rows())]
+    assert build_ranking(with_rankme, n_boot=0, primary="default").primary == "rotation/rankme"
+    jig = [JobRow(r.job_id, r.arch_id, r.spec, r.generator, "jigsaw" if r.objective == "rotation" else r.objective,
+                  r.seed, r.status, r.metrics) for r in with_rankme]
+    assert build_ranking(jig, n_boot=0, primary="default").primary == "jigsaw"
+
+
+def test_a_run_without_score_ranks_rotation_by_rankme_and_stores_the_choice(tmp_path, capsys):
+    assert main(["--runs-dir", str(tmp_path), "--name", "r", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "rotation/rankme (label-free) against supervised: Spearman rho" in out
+    assert json.loads((tmp_path / "r" / "ranking.json").read_text())["primary"] == "rotation/rankme"
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["eval"]["score"] == "rankme"

@@ -76,9 +76,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    # which column ranks the candidates: pretext (the objective's own label-free held-out score,
-    # the default) or a probe that reads labels: knn | linear
-    score: str = "pretext"
+    # which column ranks the candidates: default (the first objective's measured best label-free
+    # score, its class's default_score; stored resolved), pretext (the objective's own label-free
+    # held-out score), a trained-network score (rankme, ...) or a probe that reads labels: knn | linear
+    score: str = "default"
     probes: str = "knn"  # probes computed beside the label-free score (they use labels): knn,linear or ""
     knn_k: int = 200
     knn_t: float = 0.1

@@ -184,8 +184,8 @@ def check_scores(cfg: Config) -> None:
 
     pretexts, proxies = pretexts_of(cfg), proxies_of(cfg)
     probes = parse_probes(cfg.eval.probes)
-    if cfg.eval.score not in ("pretext", *TRAINED_SCORES.names(), *probes):
-        raise UserError("--score", cfg.eval.score, ["pretext", *TRAINED_SCORES.names(), *probes],
+    if cfg.eval.score not in ("default", "pretext", *TRAINED_SCORES.names(), *probes):
+        raise UserError("--score", cfg.eval.score, ["default", "pretext", *TRAINED_SCORES.names(), *probes],
                         message="the ranking column must be a label-free score or a probe in eval.probes")
     if proxies:
         from unnas.eval.proxies.base import check_loss, check_options
@@ -238,6 +238,17 @@ def check_proxies_kind(cfg: Config, info: DataInfo) -> None:
                     message=f"zero-cost proxies work on image batches, and this dataset holds {describe(info)}")
 
 
+def with_score(cfg: Config) -> Config:
+    """``cfg`` with ``eval.score`` ``default`` resolved to the first objective's ``default_score``
+    (``pretext`` without an objective: the first proxy then ranks)."""
+    if cfg.eval.score != "default":
+        return cfg
+    from unnas.objectives.base import default_score
+
+    first = next(iter(pretexts_of(cfg)), "")
+    return config_mod.replace(cfg, eval={"score": default_score(first) if first else "pretext"})
+
+
 def ensemble_names(cfg: Config) -> list[str]:
     from unnas.scores import ensemble_name, parse_ensemble
 
@@ -274,6 +285,7 @@ def rank_run(cfg: Config, quiet: bool = False, *, retry_failed: bool = False, jo
     import_plugins(plugins)
     validate(cfg)
     check_scores(cfg)
+    cfg = with_score(cfg)  # "default" -> the first objective's measured best score: stored as chosen
     cfg = with_precision(cfg)  # "auto" -> what this machine runs: stored, hashed, the same on every executor
     cfg, rungs = resolve_budget(cfg)
     ray_address = check_ray_address(ray_address)

@@ -310,6 +310,10 @@ def _primary(rk: Ranking, primary: str, ensembles: list[str]) -> str:
     if ensembles:
         return ensembles[0]
     objs = rk.objectives
+    if primary == "default":  # a run folder written before its choice was stored
+        from unnas.objectives.base import default_score
+
+        primary = default_score(objs[0]) if objs else "pretext"
     for o in objs:  # a probe (knn, linear) or a trained-network score (rankme, ...) of the first objective
         if f"{o}/{primary}" in rk.columns:
             return f"{o}/{primary}"

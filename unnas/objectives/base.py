@@ -79,6 +79,10 @@ class Objective(nn.Module):
     # whether the loss of a fresh, untrained objective carries a gradient signal (what the loss-based
     # zero-cost proxies read); False for MoCo, whose queue starts empty: its first InfoNCE is 0
     fresh_loss_informative: bool = True
+    # the ranking column ``--score default`` picks for this objective: ``pretext`` (its own held-out
+    # score) or a trained-network score (unnas.registry.TRAINED_SCORES), chosen on measurements over
+    # more than one population (docs/results/trained-scores.md)
+    default_score: str = "pretext"
 
     def __init__(self, backbone: Backbone, info: DataInfo, options: Any = None):
         self.check_kind(info)
@@ -152,6 +156,14 @@ class Objective(nn.Module):
 
 def objective_class(name: str) -> type[Objective]:
     return OBJECTIVES.get(name)
+
+
+def default_score(objective: str) -> str:
+    """The ranking column ``--score default`` stands for with ``objective`` first: its class's
+    ``default_score`` (``pretext`` for a name not registered in this process, e.g. a plugin's)."""
+    if objective not in OBJECTIVES:
+        return "pretext"
+    return getattr(objective_class(objective), "default_score", "pretext")
 
 
 def build_objective(name: str, backbone: Backbone, info: DataInfo, options: Any = None) -> Objective:
