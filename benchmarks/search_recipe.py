@@ -35,11 +35,14 @@ LANAS = ["lanas.height=5", "lanas.cp=0.02", "lanas.init_samples=10", "lanas.refi
 
 
 def percentile(values: dict[str, float], structure: str) -> dict:
-    """Published accuracy of ``structure`` and its percentile among the table's ``values``."""
+    """Published accuracy of ``structure``, its percentile among the table's ``values`` (as ``unnas
+    search`` prints it) and its rank."""
+    from types import SimpleNamespace
+
+    from unnas.search_run import percentile as table_percentile
+
     acc = values[structure]
-    lower = sum(v < acc for v in values.values())
-    ties = sum(v == acc for v in values.values()) - 1
-    return {"published_acc": acc, "percentile": 100.0 * (lower + 0.5 * ties) / max(len(values) - 1, 1),
+    return {"published_acc": acc, "percentile": table_percentile(SimpleNamespace(values=values), acc),
             "rank": 1 + sum(v > acc for v in values.values())}
 
 

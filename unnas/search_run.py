@@ -273,9 +273,11 @@ def trajectory(history, table=None) -> list[dict]:
 
 
 def percentile(table, value: float) -> float:
-    """Percent of the table's networks with an accuracy at most ``value``."""
+    """The percentile of a network of the table with accuracy ``value``: the share of the table's
+    *other* networks with a lower accuracy, ties counted half (0 = the worst, 100 = the best)."""
     vals = list(table.values.values())
-    return 100.0 * sum(v <= value for v in vals) / len(vals)
+    lower, ties = sum(v < value for v in vals), sum(v == value for v in vals)
+    return 100.0 * (lower + 0.5 * max(ties - 1, 0)) / max(len(vals) - 1, 1)
 
 
 def _finish(cfg, run_dir: Path, history, table, console, t0: float, c0: float, rows) -> None:

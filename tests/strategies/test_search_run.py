@@ -64,7 +64,8 @@ def test_percentile_by_hand():
     class T:
         values = {"a": 0.1, "b": 0.5, "c": 0.5, "d": 0.9}
 
-    assert percentile(T, 0.5) == 75.0 and percentile(T, 0.05) == 0.0 and percentile(T, 0.9) == 100.0
+    # 0.5: one lower network of the three others, one tie counted half
+    assert percentile(T, 0.5) == 100 * 1.5 / 3 and percentile(T, 0.1) == 0.0 and percentile(T, 0.9) == 100.0
 
 
 def test_proxy_driven_search_stores_every_candidate_once_and_resumes(tmp_path):
