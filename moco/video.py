@@ -68,6 +68,7 @@ class ClipMoco(Moco):
 
     name = "clip-moco"
     data_kinds = ("video",)
+    default_score = "pretext"  # the image objective's choice was not measured on clips
 
     def __init__(self, backbone, info: DataInfo, options: ClipMocoOptions | None = None):
         options = options if options is not None else ClipMocoOptions()

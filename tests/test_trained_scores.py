@@ -132,12 +132,18 @@ def test_default_score_is_each_objectives_measured_choice():
     assert Config().eval.score == "default"
     assert resolved("rotation") == "rankme"
     assert resolved("rotation,jigsaw") == "rankme"  # the first objective decides, as for every --score
+    assert resolved("moco") == "rankme"
     assert resolved("jigsaw,rotation") == "pretext"  # not measured: its own held-out score
     assert resolved("none", proxies="synflow") == "pretext"  # no objective: the first proxy ranks
     assert resolved("rotation", "knn") == "knn" and resolved("rotation", "pretext") == "pretext"
     assert default_score("an-unregistered-plugin") == "pretext"
-    for name in OBJECTIVES.names():  # every choice is a column the objective's jobs write
+    from unnas.rank import parser
+
+    helptext = " ".join(parser().format_help().split())
+    for name in OBJECTIVES.names():  # every choice is a column the objective's jobs write, and --help names it
         assert default_score(name) in ("pretext", *TRAINED_SCORES.names()), name
+        if default_score(name) != "pretext":
+            assert f"{default_score(name)} for" in helptext and name in helptext.split("own held-out score otherwise")[0]
 
 
 def test_a_stored_default_ranks_by_the_first_objectives_choice():

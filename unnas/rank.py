@@ -82,7 +82,7 @@ def options_parser(prog: str, exclude: Collection[str] = ()) -> argparse.Argumen
     opt("--lr", type=float, help="learning rate (SGD, cosine schedule)")
     opt("--score",
         help="the column that ranks candidates: default (the first objective's measured best label-free "
-             "score: rankme for rotation, its own held-out score otherwise), pretext (each objective's own "
+             "score: rankme for rotation and moco, its own held-out score otherwise), pretext (each objective's own "
              "label-free held-out score), a label-free score of the trained network (rankme, alpha_req, "
              "alignment, uniformity, heldout_loss, sotl_e) or a probe that reads labels (knn, linear; see --probes)")
     opt("--probes", help="probes computed beside the label-free score, which read labels: knn (default), "
