@@ -125,14 +125,16 @@ def test_default_score_is_each_objectives_measured_choice():
     from unnas.ranking import with_score
     from unnas.registry import TRAINED_SCORES
 
-    def resolved(pretext, score="default", proxies=""):
-        cfg = config_mod.replace(Config(), run={"pretext": pretext, "proxies": proxies}, eval={"score": score})
+    def resolved(pretext, score="default", proxies="", budget="fixed"):
+        cfg = config_mod.replace(Config(), run={"pretext": pretext, "proxies": proxies}, eval={"score": score},
+                                 budget={"kind": budget})
         return with_score(cfg).eval.score
 
     assert Config().eval.score == "default"
     assert resolved("rotation") == "rankme"
     assert resolved("rotation,jigsaw") == "rankme"  # the first objective decides, as for every --score
     assert resolved("moco") == "rankme"
+    assert resolved("rotation", budget="sh") == "pretext"  # the rungs choose survivors by the objective's score
     assert resolved("jigsaw,rotation") == "pretext"  # not measured: its own held-out score
     assert resolved("none", proxies="synflow") == "pretext"  # no objective: the first proxy ranks
     assert resolved("rotation", "knn") == "knn" and resolved("rotation", "pretext") == "pretext"

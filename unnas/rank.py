@@ -82,9 +82,10 @@ def options_parser(prog: str, exclude: Collection[str] = ()) -> argparse.Argumen
     opt("--lr", type=float, help="learning rate (SGD, cosine schedule)")
     opt("--score",
         help="the column that ranks candidates: default (the first objective's measured best label-free "
-             "score: rankme for rotation and moco, its own held-out score otherwise), pretext (each objective's own "
-             "label-free held-out score), a label-free score of the trained network (rankme, alpha_req, "
-             "alignment, uniformity, heldout_loss, sotl_e) or a probe that reads labels (knn, linear; see --probes)")
+             "score: rankme for rotation and moco, its own held-out score otherwise and with --budget sh), "
+             "pretext (each objective's own label-free held-out score), a label-free score of the trained "
+             "network (rankme, alpha_req, alignment, uniformity, heldout_loss, sotl_e) or a probe that reads "
+             "labels (knn, linear; see --probes)")
     opt("--probes", help="probes computed beside the label-free score, which read labels: knn (default), "
                          "knn,linear, or none")
     opt("--proxies", metavar="NAME[,NAME]",

@@ -240,13 +240,16 @@ def check_proxies_kind(cfg: Config, info: DataInfo) -> None:
 
 def with_score(cfg: Config) -> Config:
     """``cfg`` with ``eval.score`` ``default`` resolved to the first objective's ``default_score``
-    (``pretext`` without an objective: the first proxy then ranks)."""
+    (``pretext`` without an objective: the first proxy then ranks; and under successive halving,
+    whose rungs choose survivors by the objective's own score: a trained-network score would compare
+    survivors' later rungs with the others' first)."""
     if cfg.eval.score != "default":
         return cfg
     from unnas.objectives.base import default_score
 
     first = next(iter(pretexts_of(cfg)), "")
-    return config_mod.replace(cfg, eval={"score": default_score(first) if first else "pretext"})
+    chosen = default_score(first) if first and cfg.budget.kind != "sh" else "pretext"
+    return config_mod.replace(cfg, eval={"score": chosen})
 
 
 def ensemble_names(cfg: Config) -> list[str]:
