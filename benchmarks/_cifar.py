@@ -34,6 +34,18 @@ def cifar10_tree() -> Path | None:
     return tree
 
 
+SHARED = "cifar10-shared"  # the --data value of the benchmarks that means the tree above
+
+
+def data_options(data: str) -> list[str] | None:
+    """The ``unnas.rank`` / ``unnas.search`` options selecting ``data``: :data:`SHARED` is the
+    ImageFolder tree of ``../shared/data`` (None without the archive), any other name is passed on."""
+    if data != SHARED:
+        return ["--data", data]
+    tree = cifar10_tree()
+    return None if tree is None else ["--data", "imagefolder", "--data-root", str(tree)]
+
+
 def cifar10_images(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """uint8 ``(N, 3, 32, 32)`` images and int64 labels of one split (``train`` or ``test``)."""
     from unnas.data.datasets import load_image_tree

@@ -50,15 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     a, rest = p.parse_known_args(argv)
     if rest and rest[0] == "--":
         rest = rest[1:]
-    data = ["--data", a.data]
-    if a.data == "cifar10-shared":
-        from _cifar import cifar10_tree
+    from _cifar import data_options
 
-        tree = cifar10_tree()
-        if tree is None:
-            print(json.dumps({"error": "CIFAR-10 archive not found in ../shared/data"}))
-            return 2
-        data = ["--data", "imagefolder", "--data-root", str(tree)]
+    data = data_options(a.data)
+    if data is None:
+        print(json.dumps({"error": "CIFAR-10 archive not found in ../shared/data"}))
+        return 2
     digest = hashlib.sha1(json.dumps([a.generator, a.num_archs, a.data, rest]).encode()).hexdigest()[:6]
     name = a.name or f"{a.generator}-seed{a.master_seed}-{digest}"
     argv_rank = ["--generator", a.generator, "--reference", a.reference, "--num-archs", str(a.num_archs),

@@ -63,15 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(Path(os.environ.get("UNNAS_BENCH_RUNS", "runs")) / "search-recipe"))
     a, rest = p.parse_known_args(argv)
     rest = rest[1:] if rest[:1] == ["--"] else rest
-    data = ["--data", a.data]
-    if a.data == "cifar10-shared":
-        from _cifar import cifar10_tree
+    from _cifar import data_options
 
-        tree = cifar10_tree()
-        if tree is None:
-            print(json.dumps({"error": "CIFAR-10 archive not found in ../shared/data"}))
-            return 2
-        data = ["--data", "imagefolder", "--data-root", str(tree)]
+    data = data_options(a.data)
+    if data is None:
+        print(json.dumps({"error": "CIFAR-10 archive not found in ../shared/data"}))
+        return 2
     from unnas.references import load_reference
 
     table = load_reference(a.reference).values

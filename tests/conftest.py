@@ -4,8 +4,10 @@ cleanly otherwise."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,19 @@ def tmp_cache(tmp_path, monkeypatch) -> Path:
     """A private dataset cache for tests that decode image trees."""
     monkeypatch.setenv("UNNAS_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``name -> module``: the script ``benchmarks/NAME.py`` imported by path, with ``benchmarks/`` on
+    ``sys.path`` for the helpers it imports."""
+
+    def load(name: str):
+        if str(ROOT / "benchmarks") not in sys.path:
+            sys.path.insert(0, str(ROOT / "benchmarks"))
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load

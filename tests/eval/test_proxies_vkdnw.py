@@ -161,15 +161,10 @@ def test_the_papers_aggregation_is_a_logrank_ensemble_of_registered_proxies():
     assert not any(PROXIES.meta(p)["needs_loss"] for p in agg)
 
 
-def test_ensemble_benchmark_by_hand(tmp_path, capsys):
-    import importlib.util
+def test_ensemble_benchmark_by_hand(tmp_path, capsys, load_benchmark):
     import json
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("proxy_ensembles", root / "benchmarks" / "proxy_ensembles.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("proxy_ensembles")
     archs = ["00000012", "01201201", "12012100", "22222222"]
     x, y, v = [1.0, 2.0, 3.0, 4.0], [2.0, 1.0, 4.0, 3.0], [0.5, 0.4, 0.3, 0.2]
     lines = [json.dumps({"arch": a, "values": {"x": None, "vkdnw": v[i]}}) for i, a in enumerate(archs)]

@@ -4,30 +4,17 @@ from the parts already run (skips without ../shared/data)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from unnas import config
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load():
-    sys.path[:0] = [str(ROOT / "benchmarks")]
-    spec = importlib.util.spec_from_file_location("search_labelfree", ROOT / "benchmarks" / "search_labelfree.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.mark.parametrize("part,strategy,score", [("lanas", "lanas", "swap"), ("evolution", "evolution", "swap"),
                                                  ("random", "random", "swap"), ("supervised", "lanas", "supervised")])
-def test_every_strategy_part_is_a_search_under_one_cpu_budget(tmp_path, part, strategy, score):
-    mod = load()
+def test_every_strategy_part_is_a_search_under_one_cpu_budget(tmp_path, part, strategy, score, load_benchmark):
+    mod = load_benchmark("search_labelfree")
     args = {"seed": 3, "budget": 42.0, "score": "swap", "score_is_proxy": True, "tree": str(tmp_path),
             "out": str(tmp_path)}
     cfg = config.load(None, mod.strategy_overrides(part, args))
@@ -39,8 +26,8 @@ def test_every_strategy_part_is_a_search_under_one_cpu_budget(tmp_path, part, st
     assert cfg.objectives[strategy].samples == 6561  # the budget ends the search, not the sample count
 
 
-def test_summary_from_stored_parts(tmp_path, capsys):
-    mod = load()
+def test_summary_from_stored_parts(tmp_path, capsys, load_benchmark):
+    mod = load_benchmark("search_labelfree")
     if not mod.TABLE.is_file() or mod.cifar10_tree_or_none() is None:
         pytest.skip("needs ../shared/data")
     parts = {"lanas": "22222222", "random": "00000000"}

@@ -3,33 +3,20 @@ and the one JSON line it builds from the seeds' ``search.json`` (a stored seed i
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def load():
-    sys.path[:0] = [str(ROOT / "benchmarks")]
-    spec = importlib.util.spec_from_file_location("search_recipe", ROOT / "benchmarks" / "search_recipe.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_percentile_counts_lower_networks_and_half_the_ties():
-    mod = load()
+def test_percentile_counts_lower_networks_and_half_the_ties(load_benchmark):
+    mod = load_benchmark("search_recipe")
     table = {"a": 0.90, "b": 0.91, "c": 0.92, "d": 0.92, "e": 0.95}
     assert mod.percentile(table, "c") == {"published_acc": 0.92, "percentile": 100.0 * (2 + 0.5) / 4, "rank": 2}
     assert mod.percentile(table, "e")["percentile"] == 100.0 and mod.percentile(table, "a")["percentile"] == 0.0
 
 
-def test_summary_of_stored_searches(tmp_path, capsys, monkeypatch):
-    mod = load()
+def test_summary_of_stored_searches(tmp_path, capsys, monkeypatch, load_benchmark):
+    mod = load_benchmark("search_recipe")
     table = tmp_path / "table.csv"
     table.write_text("structure,accuracy\n00000000,90\n11111111,91\n22222222,92\n12121212,92\n")
     for seed, found in ((1, "22222222"), (2, "11111111")):
