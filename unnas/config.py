@@ -45,6 +45,7 @@ class DataConfig:
 class ModelConfig:
     generator: str = "randwire-ws"
     params: dict[str, Any] = field(default_factory=dict)  # fixed generator parameters
+    vary: dict[str, Any] = field(default_factory=dict)  # parameters drawn uniformly from a list each (NDS sizes)
     # complexity control (NDS): keep candidates whose backbone params / FLOPs of one input image
     # fall inside [min, max]; 0 = no bound
     min_params: float = 0.0
@@ -186,7 +187,8 @@ def schema() -> DictConfig:
         OmegaConf.set_readonly(node, False)  # frozen dataclasses: the merged result is frozen again
     cfg = OmegaConf.create(base)
     OmegaConf.set_struct(cfg, True)
-    OmegaConf.set_struct(cfg.model.params, False)  # generator parameters are checked by the generator
+    for free in (cfg.model.params, cfg.model.vary):  # generator parameters are checked by the generator
+        OmegaConf.set_struct(free, False)
     return cfg
 
 

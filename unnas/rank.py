@@ -63,6 +63,8 @@ def options_parser(prog: str, exclude: Collection[str] = ()) -> argparse.Argumen
     opt("--generator", help="network generator, or timm:MODEL (see unnas list generators)")
     opt("--params", nargs="*", default=[], metavar="K=V",
         help="fixed generator parameters (YAML values), e.g. nodes=16 k=4")
+    opt("--vary", nargs="*", default=[], metavar="K=V1,V2",
+        help="generator parameters drawn uniformly from a list per candidate, e.g. width=8,12 depth=4,5")
     opt("-n", "--num-archs", type=int, help="population size: candidates sampled from the generator")
     for bound in ("min", "max"):
         for what in ("params", "flops"):
@@ -161,6 +163,10 @@ def options_to_config(a: argparse.Namespace) -> dict:
 
         params = {**params, **parse_params(a.params)}
         base["model"]["params"] = params
+    if given.get("vary"):
+        from unnas.sample import parse_vary
+
+        base["model"]["vary"] = parse_vary(a.vary)
     return {k: v for k, v in base.items() if v}
 
 

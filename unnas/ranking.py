@@ -308,7 +308,7 @@ def rank_run(cfg: Config, quiet: bool = False, *, retry_failed: bool = False, jo
     in_ch = objective_class(checked[0]).input_channels(data.channels)
     specs = sample_population(cfg.model.generator, cfg.run.num_archs, cfg.run.master_seed,
                               dict(cfg.model.params), in_channels=in_ch, image_size=data.image_size[0],
-                              frames=info.frames, **complexity_ranges(cfg.model))
+                              frames=info.frames, vary=dict(cfg.model.vary), **complexity_ranges(cfg.model))
     if cfg.reference.path:  # a bad table, or a candidate absent from it: refused before any job
         from unnas.analysis import reference_values
 

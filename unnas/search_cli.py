@@ -25,7 +25,7 @@ EXAMPLES = (
 _NEVER = ("budget", "rungs", "eta", "score")
 
 # unnas.rank options that have no meaning for one supernet search
-_NOT_FOR_SUPERNETS = ("num_archs", "seeds", "min_params", "max_params", "min_flops", "max_flops", "search_score",
+_NOT_FOR_SUPERNETS = ("num_archs", "vary", "seeds", "min_params", "max_params", "min_flops", "max_flops", "search_score",
                       "executor", "workers", "steps", "time_budget", "clock", "supervised", "retry_failed", "join",
                       "ray_address", "plugins")
 

@@ -84,6 +84,9 @@ def check_search(cfg: Config) -> None:
         raise UserError("--method", s.method, None, message="a strategy search (--strategy) has no supernet method; "
                         "give --method or --strategy, not both")
     STRATEGIES.get(s.strategy)
+    if cfg.model.vary:
+        raise UserError("--vary", " ".join(cfg.model.vary), None, message="a strategy search explores the generator's "
+                        "own space; fix parameters with --params (--vary draws a unnas rank population)")
     if s.strategy in ("fixed", "sh"):
         raise UserError("--strategy", s.strategy, [n for n in STRATEGIES.names() if n not in ("fixed", "sh")],
                         message="fixed populations and successive halving are ranking runs (python -m unnas.rank)")

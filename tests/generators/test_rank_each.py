@@ -77,3 +77,29 @@ def test_complexity_summary_hints_at_heavy_cpu_populations():
     assert complexity_summary(heavy, 1, 16, "cuda")[1] == ""  # a GPU handles them
     light = sample_population("nds-resnext-b", 3, 0, in_channels=1, image_size=16, flops_range=(None, 1e8))
     assert complexity_summary(light, 1, 16, "cpu")[1] == ""
+
+
+def test_vary_draws_each_candidate_from_the_lists_and_is_stored(tmp_path):
+    """--vary width=4,6 depth=2,3 (as NDS samples sizes): every candidate's parameters come from the lists,
+    both widths occur, and the run's config keeps the lists; a strategy search refuses --vary in one line."""
+    import yaml
+
+    args = ["--runs-dir", str(tmp_path), "--name", "r", "--generator", "nds-darts", *FAST, "--num-archs", "6",
+            "--no-supervised", "--vary", "width=4,6", "depth=2,3"]
+    assert main(args) == 0
+    table = list(csv.DictReader((tmp_path / "r" / "results.csv").open()))
+    sizes = {(ArchSpec.from_json(r["spec"]).params["width"], ArchSpec.from_json(r["spec"]).params["depth"])
+             for r in table}
+    assert len(table) == 6 and {w for w, _ in sizes} == {4, 6} and {d for _, d in sizes} <= {2, 3}
+    cfg = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert cfg["model"]["vary"] == {"width": [4, 6], "depth": [2, 3]}
+
+
+def test_vary_is_refused_by_a_strategy_search(tmp_path, capsys):
+    from unnas.search.__main__ import main as search_main
+
+    rc = search_main(["--strategy", "random", "--generator", "nds-darts", "--vary", "width=4,6", "--data", "digits",
+                      "--runs-dir", str(tmp_path), "--num-archs", "2", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "--vary" in err
+    assert not list(tmp_path.rglob("store.sqlite"))

@@ -60,7 +60,7 @@ class Existing(Finding):
             runs = []
             for s in range(ctx.seed, ctx.seed + b["seeds"]):
                 argv = ["--strategy", strategy, "--generator", "macro", "--score", "reference", "--reference",
-                        table_path(ctx), "--samples", b["cap"], "--seed", s]
+                        table_path(ctx), "--num-archs", b["cap"], "--seed", s]
                 res = ctx.search(f"{strategy}-s{s}", argv)  # a finished search replays from its folder
                 runs.append(samples_to_target(res["trajectory"], target, b["cap"]))
             searches[strategy] = {"samples": runs, "median": float(np.median(runs)),

@@ -24,12 +24,12 @@ class MoCo(Finding):
         "quick": {"data": "digits", "rungs": [1, 2, 4], "epochs": 3, "queues": [64, 256, 1024],
                   "momenta": [0.0, 0.9, 0.99], "params": ["k=4", "p=0.75", "channels=16", "nodes=8"]},
         "full": {"data": "cifar10", "rungs": [1, 3, 9], "epochs": 6, "queues": [256, 1024, 4096],
-                 "momenta": [0.0, 0.9, 0.99, 0.999], "params": ["k=4", "p=0.75", "channels=32", "nodes=16"]},
+                 "momenta": [0.0, 0.9, 0.99, 0.999], "params": ["k=4", "p=0.75", "channels=8", "nodes=16"]},
     }
 
     def _run(self, ctx, b, name, extra) -> list[dict]:
         return ctx.rank(name, ["--generator", "randwire-ws", "--params", *b["params"], "--pretext", "moco",
-                               "--no-supervised", "--num-archs", 1, "--master-seed", ctx.seed,
+                               "--no-supervised", "--num-archs", 1, "--seed", ctx.seed,
                                *data_args(ctx, b["data"]), *extra], probes="knn")
 
     def _point(self, ctx, b, k, m) -> dict:

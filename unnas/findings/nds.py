@@ -23,24 +23,27 @@ class NDS(Finding):
     paper = "Radosavovic et al. 2019, On Network Design Spaces for Visual Recognition (NDS)"
     claim = ("at controlled complexity (a FLOPs bound per pair, FLOPs-normalised EDFs) the DARTS cell space's "
              "error EDF lies left of NASNet's, and ResNeXt-B's left of ResNeXt-A's (KS test)")
+    # cells / stages: fixed generator parameters; *_vary: sizes drawn per model (as NDS samples width and depth);
+    # *_flops: the (min, max) FLOPs window both spaces of a pair are drawn from
     budgets = {
-        "test": {"data": "tiny", "models": 2, "epochs": 1, "cells": ["width=4", "depth=2"], "cell_flops": "3M",
-                 "stages": ["depths=[1,1,1]"], "stage_flops": "40M"},
-        "quick": {"data": "digits", "models": 6, "epochs": 2, "cells": ["width=8", "depth=5"], "cell_flops": "10M",
-                  "stages": ["depths=[1,1,1]"], "stage_flops": "60M"},
-        "full": {"data": "cifar10", "models": 25, "epochs": 5, "cells": ["width=16", "depth=8"], "cell_flops": "60M",
-                 "stages": [], "stage_flops": "250M"},
+        "test": {"data": "tiny", "models": 2, "epochs": 1, "cells": ["width=4", "depth=2"], "cell_vary": [],
+                 "cell_flops": (0, "3M"), "stages": ["depths=[1,1,1]"], "stage_flops": (0, "40M")},
+        "quick": {"data": "digits", "models": 6, "epochs": 2, "cells": ["width=8", "depth=5"], "cell_vary": [],
+                  "cell_flops": (0, "10M"), "stages": ["depths=[1,1,1]"], "stage_flops": (0, "60M")},
+        "full": {"data": "cifar10", "models": 12, "epochs": 2, "cells": [], "cell_vary": ["width=6,8,10", "depth=4,5"],
+                 "cell_flops": ("10M", "20M"), "stages": ["depths=[1,1,1]"], "stage_flops": ("20M", "40M")},
     }
 
     def run(self, ctx, b) -> dict:
         spaces = {}
         for space in SPACES:
-            cell = space in ("nds-darts", "nds-nasnet")
-            params = b["cells"] if cell else b["stages"]
-            rows = ctx.rank(space, ["--generator", space, *(["--params", *params] if params else []), "--pretext",
-                                    "supervised", "--num-archs", b["models"], "--epochs", b["epochs"], "--max-flops",
-                                    b["cell_flops" if cell else "stage_flops"], "--master-seed", ctx.seed,
-                                    *data_args(ctx, b["data"])])
+            kind = "cell" if space in ("nds-darts", "nds-nasnet") else "stage"
+            params, vary = b[f"{kind}s"], b.get(f"{kind}_vary", [])
+            lo, hi = b[f"{kind}_flops"]
+            rows = ctx.rank(space, ["--generator", space, *(["--params", *params] if params else []),
+                                    *(["--vary", *vary] if vary else []), "--pretext", "supervised", "--num-archs",
+                                    b["models"], "--epochs", b["epochs"], "--min-flops", lo, "--max-flops", hi,
+                                    "--seed", ctx.seed, *data_args(ctx, b["data"])])
             rows = [r for r in rows if r["objective"] == "supervised"]
             spaces[space] = {"error": [1 - float(r["score"]) for r in rows], "flops": [float(r["flops"]) for r in rows]}
         tests = {}

@@ -27,15 +27,15 @@ class UnNAS(Finding):
                  "seeds": 1},
         "quick": {"data": "cifar10-small", "archs": 6, "epochs": 2, "cells": ["width=4", "depth=3"],
                   "search_epochs": 2, "seeds": 2},
-        "full": {"data": "cifar10", "archs": 20, "epochs": 5, "cells": ["width=8", "depth=5"], "search_epochs": 5,
-                 "seeds": 3},
+        "full": {"data": "cifar10-2k", "archs": 12, "epochs": 2, "cells": ["width=6", "depth=4"], "search_epochs": 1,
+                 "seeds": 2},
     }
 
     def run(self, ctx, b) -> dict:
         data = data_args(ctx, b["data"])
         rows = ctx.rank("population", ["--generator", "nds-darts", "--params", *b["cells"], "--pretext",
                                        ",".join(PRETEXTS), "--num-archs", b["archs"], "--epochs", b["epochs"],
-                                       "--master-seed", ctx.seed, *data])
+                                       "--seed", ctx.seed, *data])
         by_arch: dict = defaultdict(dict)
         for r in rows:
             by_arch[r["arch_id"]][r["objective"]] = float(r["score"])
@@ -53,7 +53,7 @@ class UnNAS(Finding):
             trained = ctx.rank(f"derived-{signal}", ["--generator", "nds-darts", "--params",
                                                      *(f"{k}={json.dumps(v)}" for k, v in spec["params"].items()),
                                                      "--pretext", "supervised", "--num-archs", 1, "--seeds", b["seeds"],
-                                                     "--epochs", b["epochs"], "--master-seed", ctx.seed, *data])
+                                                     "--epochs", b["epochs"], "--seed", ctx.seed, *data])
             derived[signal] = {"arch_id": res["arch_id"], **mean_std(accuracies(trained))}
         return {"sample_based": sample, "search_based": derived}
 

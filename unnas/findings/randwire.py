@@ -39,7 +39,7 @@ class RandWire(Finding):
 
     def _population(self, ctx, b, name, gen, params):
         rows = ctx.rank(name, ["--generator", gen, "--params", *b["width"], *params, "--pretext", "supervised",
-                               "--num-archs", b["graphs"], "--epochs", b["epochs"], "--master-seed", ctx.seed,
+                               "--num-archs", b["graphs"], "--epochs", b["epochs"], "--seed", ctx.seed,
                                *data_args(ctx, b["data"])])
         return {**mean_std(accuracies(rows)), "flops": float(np.mean([r["flops"] for r in rows]))}
 

@@ -52,7 +52,7 @@ class Relational(Finding):
 
         rows = ctx.rank("relational-mlp", ["--generator", "relational-mlp", "--params", *b["params"], "--pretext",
                                            "supervised", "--num-archs", b["graphs"], "--epochs", b["epochs"],
-                                           "--master-seed", ctx.seed, *data_args(ctx, b["data"])])
+                                           "--seed", ctx.seed, *data_args(ctx, b["data"])])
         gen = get_generator("relational-mlp")
         graphs = []
         for r in rows:

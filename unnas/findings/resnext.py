@@ -58,7 +58,7 @@ class ResNeXt(Finding):
             rows = ctx.rank(f"resnext-g{g}", ["--generator", "anynet", "--params",
                                               *(f"{k}={v}".replace(" ", "") for k, v in p.items()),
                                               "--pretext", "supervised", "--num-archs", 1, "--seeds", b["seeds"],
-                                              "--epochs", b["epochs"], "--master-seed", ctx.seed,
+                                              "--epochs", b["epochs"], "--seed", ctx.seed,
                                               *data_args(ctx, b["data"])])
             acc = accuracies(rows)
             sweep.append({"groups": g, "width": w, "flops": float(rows[0]["flops"]), "params": float(rows[0]["params"]),

@@ -31,7 +31,7 @@ class S3D(Finding):
         for v in VARIANTS:
             rows = ctx.rank(f"s3d-{v}", ["--generator", "s3d", "--params", f"variant={v}", *b["params"], "--pretext",
                                          "supervised", "--num-archs", 1, "--seeds", b["seeds"], "--epochs",
-                                         b["epochs"], "--master-seed", ctx.seed, *data_args(ctx, b["data"])])
+                                         b["epochs"], "--seed", ctx.seed, *data_args(ctx, b["data"])])
             out[v] = {**mean_std(accuracies(rows)), "flops": float(rows[0]["flops"]), "params": float(rows[0]["params"])}
         return {"variants": out}
 
