@@ -151,3 +151,22 @@ def test_ctrl_c_in_a_command_stops_the_finding_with_one_line(tmp_path, monkeypat
     assert cli.main(["fbnet", "--out", str(tmp_path / "f")]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("interrupted:") and "rerun" in err[0]
+
+
+@pytest.mark.parametrize("budget", ["quick", "full"])
+def test_nds_budgets_can_draw_every_space_inside_its_flops_window(budget):
+    """Each space of each pair has ``models`` candidates inside the pair's FLOPs window (at the data's image
+    size), so an hour-long run cannot stop at its second space on an empty window."""
+    from unnas.cli import parse_count
+    from unnas.findings.nds import NDS, SPACES
+    from unnas.population import parse_params, sample_population
+    from unnas.sample import parse_vary
+
+    b = NDS.budgets[budget]
+    size, ch = (32, 3) if b["data"].startswith("cifar10") else (16, 1)
+    for space in SPACES:
+        kind = "cell" if space in ("nds-darts", "nds-nasnet") else "stage"
+        lo, hi = (parse_count(str(v)) for v in b[f"{kind}_flops"])
+        specs = sample_population(space, b["models"], 0, parse_params(b[f"{kind}s"]), in_channels=ch,
+                                  image_size=size, flops_range=(lo or None, hi), vary=parse_vary(b.get(f"{kind}_vary", [])))
+        assert len(specs) == b["models"]
