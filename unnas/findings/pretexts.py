@@ -25,8 +25,8 @@ class UnNAS(Finding):
     budgets = {
         "test": {"data": "tiny", "archs": 3, "epochs": 1, "cells": ["width=4", "depth=2"], "search_epochs": 1,
                  "seeds": 1},
-        "quick": {"data": "cifar10-small", "archs": 6, "epochs": 2, "cells": ["width=4", "depth=3"],
-                  "search_epochs": 2, "seeds": 2},
+        "quick": {"data": "cifar10-small", "archs": 6, "epochs": 1, "cells": ["width=4", "depth=3"],
+                  "search_epochs": 1, "seeds": 2},
         "full": {"data": "cifar10-2k", "archs": 12, "epochs": 2, "cells": ["width=6", "depth=4"], "search_epochs": 1,
                  "seeds": 2},
     }
