@@ -9,7 +9,7 @@ from unnas import sample
 from unnas.cli import parse_count
 from unnas.errors import UserError
 from unnas.generators.complexity import complexity, count_params
-from unnas.population import parse_generator, parse_params, sample_population
+from unnas.population import parse_generator, parse_params, parse_vary, sample_population
 from unnas.spec import ArchSpec, build
 
 
@@ -142,4 +142,4 @@ def test_cli_value_parsing():
     for bad in ("-1", "x", "inf", "nan", "3X", ""):
         with pytest.raises(ValueError):
             parse_count(bad)
-    assert sample.parse_vary(["w=4,8", "d=[1,2]"]) == {"w": [4, 8], "d": [1, 2]}
+    assert parse_vary(["w=4,8", "d=[1,2]"]) == {"w": [4, 8], "d": [1, 2]}

@@ -52,6 +52,14 @@ def parse_params(items: list[str], field: str = "--params") -> dict[str, Any]:
     return {k: parse_value(v) for k, v in (item.split("=", 1) for item in items)}
 
 
+def parse_vary(items: Sequence[str]) -> dict[str, list]:
+    """``["width=8,16", "depths=[[1],[2]]"]`` -> ``{"width": [8, 16], "depths": [[1], [2]]}`` (``--vary``)."""
+    out = {}
+    for key, value in parse_params(list(items), "--vary").items():
+        out[key] = value if isinstance(value, list) else [parse_value(v) for v in str(value).split(",")]
+    return out
+
+
 def parse_value(text: str) -> Any:
     """A command-line value: JSON (``1e-3`` is a number), else safe YAML (``[a, b]``), else the text."""
     import json

@@ -164,7 +164,7 @@ def options_to_config(a: argparse.Namespace) -> dict:
         params = {**params, **parse_params(a.params)}
         base["model"]["params"] = params
     if given.get("vary"):
-        from unnas.sample import parse_vary
+        from unnas.population import parse_vary
 
         base["model"]["vary"] = parse_vary(a.vary)
     return {k: v for k, v in base.items() if v}

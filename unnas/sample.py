@@ -27,16 +27,6 @@ EXAMPLES = (
 )
 
 
-def parse_vary(items: Sequence[str]) -> dict[str, list]:
-    """``["width=8,16", "depths=[[1],[2]]"]`` -> ``{"width": [8, 16], "depths": [[1], [2]]}``."""
-    from unnas.population import parse_params, parse_value
-
-    out = {}
-    for key, value in parse_params(list(items), "--vary").items():
-        out[key] = value if isinstance(value, list) else [parse_value(v) for v in str(value).split(",")]
-    return out
-
-
 def parser(prog: str = "python -m unnas.sample") -> argparse.ArgumentParser:
     p = ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--generator", required=True, help="generator name, or timm:MODEL (see unnas list generators; "
@@ -90,7 +80,7 @@ def _range(lo: float | None, hi: float | None):
 
 
 def run(argv: Sequence[str] | None = None, prog: str = "python -m unnas.sample") -> list[dict[str, Any]]:
-    from unnas.population import parse_params, sample_population
+    from unnas.population import parse_params, parse_vary, sample_population
 
     a = parser(prog).parse_args(argv)
     for key in ("in_channels", "image_size"):

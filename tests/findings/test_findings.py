@@ -158,15 +158,14 @@ def test_nds_budgets_can_draw_every_space_inside_its_flops_window(budget):
     """Each space of each pair has ``models`` candidates inside the pair's FLOPs window (at the data's image
     size), so an hour-long run cannot stop at its second space on an empty window."""
     from unnas.cli import parse_count
-    from unnas.findings.nds import NDS, SPACES
-    from unnas.population import parse_params, sample_population
-    from unnas.sample import parse_vary
+    from unnas.findings.nds import NDS, SPACES, space_budget
+    from unnas.population import parse_params, parse_vary, sample_population
 
     b = NDS.budgets[budget]
     size, ch = (32, 3) if b["data"].startswith("cifar10") else (16, 1)
     for space in SPACES:
-        kind = "cell" if space in ("nds-darts", "nds-nasnet") else "stage"
-        lo, hi = (parse_count(str(v)) for v in b[f"{kind}_flops"])
-        specs = sample_population(space, b["models"], 0, parse_params(b[f"{kind}s"]), in_channels=ch,
-                                  image_size=size, flops_range=(lo or None, hi), vary=parse_vary(b.get(f"{kind}_vary", [])))
+        params, vary, window = space_budget(b, space)
+        lo, hi = (parse_count(str(v)) for v in window)
+        specs = sample_population(space, b["models"], 0, parse_params(params), in_channels=ch, image_size=size,
+                                  flops_range=(lo or None, hi), vary=parse_vary(vary))
         assert len(specs) == b["models"]

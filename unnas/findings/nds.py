@@ -13,8 +13,15 @@ from unnas.findings.base import NOT_AT_SCALE, PARTLY, REPRODUCED, Finding, Verdi
 from unnas.findings.data import data_args
 
 SPACES = ("nds-darts", "nds-nasnet", "nds-resnext-a", "nds-resnext-b")
+CELL_SPACES = ("nds-darts", "nds-nasnet")  # the others are stage (ResNeXt) spaces
 PAIRS = (("nds-darts", "nds-nasnet"), ("nds-resnext-b", "nds-resnext-a"))  # (better, worse) in the paper
 ALPHA = 0.05
+
+
+def space_budget(b, space: str) -> tuple[list, list, tuple]:
+    """``space``'s fixed parameters, varied parameters and (min, max) FLOPs window in budget ``b``."""
+    kind = "cell" if space in CELL_SPACES else "stage"
+    return b[f"{kind}s"], b[f"{kind}_vary"], b[f"{kind}_flops"]
 
 
 @FINDINGS.register("nds")
@@ -27,19 +34,18 @@ class NDS(Finding):
     # *_flops: the (min, max) FLOPs window both spaces of a pair are drawn from
     budgets = {
         "test": {"data": "tiny", "models": 2, "epochs": 1, "cells": ["width=4", "depth=2"], "cell_vary": [],
-                 "cell_flops": (0, "3M"), "stages": ["depths=[1,1,1]"], "stage_flops": (0, "40M")},
+                 "cell_flops": (0, "3M"), "stages": ["depths=[1,1,1]"], "stage_vary": [], "stage_flops": (0, "40M")},
         "quick": {"data": "digits", "models": 6, "epochs": 2, "cells": ["width=8", "depth=5"], "cell_vary": [],
-                  "cell_flops": (0, "10M"), "stages": ["depths=[1,1,1]"], "stage_flops": (0, "60M")},
+                  "cell_flops": (0, "10M"), "stages": ["depths=[1,1,1]"], "stage_vary": [], "stage_flops": (0, "60M")},
         "full": {"data": "cifar10", "models": 12, "epochs": 2, "cells": [], "cell_vary": ["width=6,8,10", "depth=4,5"],
-                 "cell_flops": ("10M", "20M"), "stages": ["depths=[1,1,1]"], "stage_flops": ("20M", "40M")},
+                 "cell_flops": ("10M", "20M"), "stages": ["depths=[1,1,1]"], "stage_vary": [],
+                 "stage_flops": ("20M", "40M")},
     }
 
     def run(self, ctx, b) -> dict:
         spaces = {}
         for space in SPACES:
-            kind = "cell" if space in ("nds-darts", "nds-nasnet") else "stage"
-            params, vary = b[f"{kind}s"], b.get(f"{kind}_vary", [])
-            lo, hi = b[f"{kind}_flops"]
+            params, vary, (lo, hi) = space_budget(b, space)
             rows = ctx.rank(space, ["--generator", space, *(["--params", *params] if params else []),
                                     *(["--vary", *vary] if vary else []), "--pretext", "supervised", "--num-archs",
                                     b["models"], "--epochs", b["epochs"], "--min-flops", lo, "--max-flops", hi,
